@@ -1,0 +1,195 @@
+// Package config reads certsync's YAML configuration, lets command-line flags
+// override it, and validates it before anything listens: every problem is
+// reported at once, one line each, naming the field at fault.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults, in one place.
+const (
+	DefaultGRPCAddr        = "127.0.0.1:50051"
+	DefaultSandboxAddr     = "127.0.0.1:50443"
+	DefaultMaxMessageBytes = 4 << 20
+	DefaultShutdownGrace   = 15 * time.Second
+	DefaultProbeTimeout    = 10 * time.Second
+	DefaultIntegrationName = "Identity Provisioning Service"
+	// MaxConfigBytes bounds the configuration file, which is read whole.
+	MaxConfigBytes = 8 << 20
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Server      Server       `yaml:"server"`
+	Connections []Connection `yaml:"connections"`
+}
+
+// Server holds process-wide settings. Every field has a flag of the same
+// meaning that overrides it.
+type Server struct {
+	GRPCAddr        string   `yaml:"grpc_addr"`
+	LogLevel        string   `yaml:"log_level"`
+	LogFormat       string   `yaml:"log_format"`
+	MaxMessageBytes int      `yaml:"max_message_bytes"`
+	ShutdownGrace   Duration `yaml:"shutdown_grace"`
+	ProbeTimeout    Duration `yaml:"probe_timeout"`
+}
+
+// Connection is one IPS source system reading one SF company.
+type Connection struct {
+	ID          string   `yaml:"id"`
+	Description string   `yaml:"description"`
+	SF          SF       `yaml:"sf"`
+	Source      Source   `yaml:"source"`
+	Registry    Registry `yaml:"registry"`
+	Probe       Probe    `yaml:"probe"`
+	// PinnedSubject and PinnedIssuer, when set, are the only DNs IPS's
+	// certificate may have (RFC 4514, as InspectCertificate prints them).
+	PinnedSubject    string `yaml:"pinned_subject"`
+	PinnedIssuer     string `yaml:"pinned_issuer"`
+	RequiresApproval bool   `yaml:"requires_approval"`
+}
+
+// SF says how to reach SuccessFactors.
+type SF struct {
+	// URL is exactly IPS's `URL` property: https://host[:port].
+	URL       string `yaml:"url"`
+	CompanyID string `yaml:"company_id"`
+	// CAFile verifies SF's server certificate (and the registry's) in
+	// addition to nothing else: when set, only this bundle is trusted.
+	CAFile string `yaml:"ca_file"`
+}
+
+// Source says where IPS's active certificate comes from.
+type Source struct {
+	// Type is "file" or "sandbox".
+	Type string `yaml:"type"`
+	// File is a PEM or DER certificate file (type file).
+	File string `yaml:"file"`
+	// URL is the simulated IPS's certificate endpoint (type sandbox).
+	URL    string `yaml:"url"`
+	CAFile string `yaml:"ca_file"`
+}
+
+// Registry says how SF's certificate mappings are read and changed.
+type Registry struct {
+	// Driver is "http" or "manual".
+	Driver string `yaml:"driver"`
+	// URL is the base of the HTTP contract (driver http).
+	URL string `yaml:"url"`
+	// TokenFile holds the bearer token for the HTTP contract.
+	TokenFile string `yaml:"token_file"`
+	CAFile    string `yaml:"ca_file"`
+	// IntegrationName, ConfigurationName and LoginName override the fields
+	// a re-registration copies from the old mapping.
+	IntegrationName   string `yaml:"integration_name"`
+	ConfigurationName string `yaml:"configuration_name"`
+	LoginName         string `yaml:"login_name"`
+}
+
+// Probe says which key pair the SCIM probe presents.
+type Probe struct {
+	// Identity is "ips" (IPS's own key pair) or "separate" (a probe
+	// certificate mapped in SF for this purpose).
+	Identity string `yaml:"identity"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// AcceptPlatformOnlyEvidence lets the gate ALLOW (with a warning) on a
+	// separate identity's probe when nothing proves IPS's own mapping.
+	AcceptPlatformOnlyEvidence bool `yaml:"accept_platform_only_evidence"`
+}
+
+// Duration is a time.Duration written as "90s" or "2m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. 30s, 2m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes Go duration syntax.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Load reads and decodes a configuration file. Unknown keys are errors, so
+// that a misspelt setting never silently falls back to a default.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(data) > MaxConfigBytes {
+		return nil, fmt.Errorf("config %s: larger than %d bytes", path, MaxConfigBytes)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes configuration bytes; name is used in messages.
+func Parse(data []byte, name string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &c, nil // an empty file is an empty configuration
+		}
+		return nil, fmt.Errorf("config %s: %v", name, err)
+	}
+	return &c, nil
+}
+
+// Marshal encodes a configuration as YAML (for sandbox --write-config).
+func Marshal(c *Config) ([]byte, error) { return yaml.Marshal(c) }
+
+// ApplyDefaults fills unset server settings.
+func (c *Config) ApplyDefaults() {
+	s := &c.Server
+	if s.GRPCAddr == "" {
+		s.GRPCAddr = DefaultGRPCAddr
+	}
+	if s.LogLevel == "" {
+		s.LogLevel = "info"
+	}
+	if s.LogFormat == "" {
+		s.LogFormat = "text"
+	}
+	if s.MaxMessageBytes == 0 {
+		s.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if s.ShutdownGrace == 0 {
+		s.ShutdownGrace = Duration(DefaultShutdownGrace)
+	}
+	if s.ProbeTimeout == 0 {
+		s.ProbeTimeout = Duration(DefaultProbeTimeout)
+	}
+	for i := range c.Connections {
+		cn := &c.Connections[i]
+		if cn.Registry.IntegrationName == "" {
+			cn.Registry.IntegrationName = DefaultIntegrationName
+		}
+		if cn.Probe.Identity == "" {
+			cn.Probe.Identity = "ips"
+		}
+	}
+}

@@ -1,0 +1,321 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"unicode"
+
+	"github.com/certsync/certsync/service/sfhost"
+	"github.com/certsync/certsync/service/x509cert"
+)
+
+// Severity says whether a problem stops start-up.
+type Severity int
+
+const (
+	// Error stops start-up.
+	Error Severity = iota
+	// Warning is printed and logged; the service starts.
+	Warning
+)
+
+// Problem is one finding of Validate.
+type Problem struct {
+	Severity Severity
+	Field    string
+	Message  string
+}
+
+func (p Problem) String() string {
+	label := "error"
+	if p.Severity == Warning {
+		label = "warning"
+	}
+	return fmt.Sprintf("%s: %s: %s", label, p.Field, p.Message)
+}
+
+// Problems is the result of Validate.
+type Problems []Problem
+
+// Errors returns only the problems that stop start-up.
+func (ps Problems) Errors() Problems { return ps.filter(Error) }
+
+// Warnings returns only the warnings.
+func (ps Problems) Warnings() Problems { return ps.filter(Warning) }
+
+func (ps Problems) filter(s Severity) Problems {
+	var out Problems
+	for _, p := range ps {
+		if p.Severity == s {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ForField returns the problems whose field starts with prefix.
+func (ps Problems) ForField(prefix string) Problems {
+	var out Problems
+	for _, p := range ps {
+		if strings.HasPrefix(p.Field, prefix) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// idPattern is the shape of a connection id: it becomes part of resource
+// names, health service names and metric labels, so it stays DNS-label-like.
+var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidID reports whether id may name a connection.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// ResolvePaths makes relative file paths relative to dir (the directory of
+// the configuration file), so that a configuration means the same wherever
+// the process was started.
+func (c *Config) ResolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	for i := range c.Connections {
+		cn := &c.Connections[i]
+		for _, p := range []*string{&cn.SF.CAFile, &cn.Source.File, &cn.Source.CAFile, &cn.Registry.TokenFile, &cn.Registry.CAFile, &cn.Probe.CertFile, &cn.Probe.KeyFile} {
+			abs(p)
+		}
+	}
+}
+
+// Validate checks the whole configuration and returns every problem found.
+// It reads the files the configuration names, so that a missing or wrong
+// file is reported before anything listens.
+func (c *Config) Validate() Problems {
+	var ps Problems
+	add := func(sev Severity, field, format string, args ...any) {
+		ps = append(ps, Problem{Severity: sev, Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	s := c.Server
+	if _, _, err := net.SplitHostPort(s.GRPCAddr); err != nil {
+		add(Error, "server.grpc_addr", "%q is not HOST:PORT", s.GRPCAddr)
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add(Error, "server.log_level", "%q is not one of debug, info, warn, error", s.LogLevel)
+	}
+	switch s.LogFormat {
+	case "text", "json":
+	default:
+		add(Error, "server.log_format", "%q is not one of text, json", s.LogFormat)
+	}
+	if s.MaxMessageBytes < 64<<10 || s.MaxMessageBytes > 64<<20 {
+		add(Error, "server.max_message_bytes", "%d is outside 65536..67108864", s.MaxMessageBytes)
+	}
+	if s.ShutdownGrace <= 0 {
+		add(Error, "server.shutdown_grace", "must be positive")
+	}
+	if s.ProbeTimeout <= 0 {
+		add(Error, "server.probe_timeout", "must be positive")
+	}
+
+	seen := map[string]int{}
+	for i := range c.Connections {
+		cn := &c.Connections[i]
+		field := fmt.Sprintf("connections[%d]", i)
+		switch {
+		case cn.ID == "":
+			add(Error, field+".id", "required")
+		case !ValidID(cn.ID):
+			add(Error, field+".id", "%q must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", cn.ID)
+		default:
+			if j, dup := seen[cn.ID]; dup {
+				add(Error, field+".id", "%q is already used by connections[%d]", cn.ID, j)
+			}
+			seen[cn.ID] = i
+			field = fmt.Sprintf("connections[%s]", cn.ID)
+		}
+		ps = append(ps, validateConnection(cn, field)...)
+	}
+	return ps
+}
+
+func validateConnection(cn *Connection, field string) Problems {
+	var ps Problems
+	add := func(sev Severity, f, format string, args ...any) {
+		ps = append(ps, Problem{Severity: sev, Field: field + "." + f, Message: fmt.Sprintf(format, args...)})
+	}
+
+	validateSFURL(cn.SF.URL, func(sev Severity, format string, args ...any) { add(sev, "sf.url", format, args...) })
+
+	switch id := cn.SF.CompanyID; {
+	case id == "":
+		add(Error, "sf.company_id", "required: SF needs it in the successfactors-companyid header for certificate authentication (KBA 3737619)")
+	case strings.IndexFunc(id, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		add(Error, "sf.company_id", "must not contain spaces or control characters")
+	case len(id) > 100:
+		add(Error, "sf.company_id", "longer than 100 characters")
+	}
+	checkCAFile(cn.SF.CAFile, func(format string, args ...any) { add(Error, "sf.ca_file", format, args...) })
+
+	switch cn.Source.Type {
+	case "file":
+		if cn.Source.File == "" {
+			add(Error, "source.file", "required when source.type is file")
+		} else if err := checkCertificateFile(cn.Source.File); err != nil {
+			add(Error, "source.file", "%v", err)
+		}
+	case "sandbox":
+		checkHTTPSURL(cn.Source.URL, func(format string, args ...any) { add(Error, "source.url", format, args...) })
+	case "":
+		add(Error, "source.type", "required: file or sandbox")
+	default:
+		add(Error, "source.type", "%q is not one of file, sandbox", cn.Source.Type)
+	}
+	checkCAFile(cn.Source.CAFile, func(format string, args ...any) { add(Error, "source.ca_file", format, args...) })
+
+	switch cn.Registry.Driver {
+	case "http":
+		checkHTTPSURL(cn.Registry.URL, func(format string, args ...any) { add(Error, "registry.url", format, args...) })
+		if cn.Registry.TokenFile != "" {
+			if err := checkReadable(cn.Registry.TokenFile); err != nil {
+				add(Error, "registry.token_file", "%v", err)
+			}
+		}
+	case "manual":
+	case "":
+		add(Error, "registry.driver", "required: http or manual")
+	default:
+		add(Error, "registry.driver", "%q is not one of http, manual", cn.Registry.Driver)
+	}
+	checkCAFile(cn.Registry.CAFile, func(format string, args ...any) { add(Error, "registry.ca_file", format, args...) })
+	if cn.Registry.IntegrationName != DefaultIntegrationName {
+		add(Warning, "registry.integration_name", "%q is not %q; SF answers 403 to IPS unless the mapping's integration name is %q (KBA 3417151)", cn.Registry.IntegrationName, DefaultIntegrationName, DefaultIntegrationName)
+	}
+
+	switch cn.Probe.Identity {
+	case "ips", "separate":
+	default:
+		add(Error, "probe.identity", "%q is not one of ips, separate", cn.Probe.Identity)
+	}
+	switch {
+	case cn.Probe.CertFile == "" && cn.Probe.KeyFile == "":
+		add(Error, "probe.cert_file", "required: the probe needs a client certificate and key to authenticate to SF")
+	case cn.Probe.CertFile == "":
+		add(Error, "probe.cert_file", "required when probe.key_file is set")
+	case cn.Probe.KeyFile == "":
+		add(Error, "probe.key_file", "required when probe.cert_file is set")
+	default:
+		if err := checkReadable(cn.Probe.CertFile); err != nil {
+			add(Error, "probe.cert_file", "%v", err)
+		} else if err := checkReadable(cn.Probe.KeyFile); err != nil {
+			add(Error, "probe.key_file", "%v", err)
+		} else if _, err := tls.LoadX509KeyPair(cn.Probe.CertFile, cn.Probe.KeyFile); err != nil {
+			// tls's messages name the mismatch without echoing key material.
+			add(Error, "probe.key_file", "does not go with probe.cert_file: %v", err)
+		}
+	}
+	if cn.Probe.AcceptPlatformOnlyEvidence && cn.Probe.Identity != "separate" {
+		add(Warning, "probe.accept_platform_only_evidence", "has no effect unless probe.identity is separate")
+	}
+	return ps
+}
+
+// validateSFURL applies DOMAIN.md's rules for IPS's URL property.
+func validateSFURL(raw string, add func(Severity, string, ...any)) {
+	if raw == "" {
+		add(Error, "required: SF's mTLS host as https://host[:port], like IPS's URL property")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		add(Error, "%q is not a URL", raw)
+		return
+	}
+	if u.Scheme != "https" {
+		add(Error, "%q must use https", raw)
+		return
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		add(Error, "%q has no host", raw)
+		return
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		add(Error, "%q must be https://host[:port] with no user, path, query or fragment", raw)
+		return
+	}
+	host := u.Hostname()
+	switch sfhost.Classify(host) {
+	case sfhost.KindPlainHost:
+		msg := fmt.Sprintf("%s is SF's plain API host; certificate authentication needs the mTLS host", host)
+		if h := sfhost.CertHostFor(host); h != "" {
+			msg += fmt.Sprintf(" %s (https://%s)", h, h)
+		}
+		add(Error, "%s (KBA 3737619)", msg)
+	case sfhost.KindUnknownDomain:
+		add(Warning, "%s is not on a known SF domain (%s); fine for the sandbox or a proxy, otherwise check the URL", host, strings.Join(sfhost.KnownDomains, ", "))
+	}
+}
+
+func checkHTTPSURL(raw string, add func(string, ...any)) {
+	if raw == "" {
+		add("required")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		add("%q is not an absolute URL", raw)
+		return
+	}
+	if u.Scheme != "https" {
+		add("%q must use https", raw)
+	}
+}
+
+func checkReadable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %v", path, unwrapPathError(err))
+	}
+	return f.Close()
+}
+
+func checkCertificateFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %v", path, unwrapPathError(err))
+	}
+	if _, err := x509cert.Parse(data, x509cert.DefaultLimits); err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	return nil
+}
+
+func checkCAFile(path string, add func(string, ...any)) {
+	if path == "" {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		add("cannot read %s: %v", path, unwrapPathError(err))
+		return
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		add("%s holds no PEM certificate", path)
+	}
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,163 @@
+// Package inventory turns the configured connections into live ones: each
+// with its certificate source, its registry driver and its SCIM prober. It
+// is the one place where configuration becomes clients.
+package inventory
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/certsync/certsync/service/config"
+	"github.com/certsync/certsync/service/registry"
+	"github.com/certsync/certsync/service/scim"
+	"github.com/certsync/certsync/service/source"
+)
+
+// Connection is one configured connection with its clients.
+type Connection struct {
+	Config   config.Connection
+	Warnings []string
+	Source   source.Source
+	// Registry is nil for the manual driver, whose steps a person performs.
+	Registry registry.Driver
+	Prober   *scim.Prober
+}
+
+// Name is the connection's resource name.
+func (c *Connection) Name() string { return "connections/" + c.Config.ID }
+
+// Options tune the clients.
+type Options struct {
+	ProbeTimeout time.Duration
+	// RegistryTimeout bounds each registry call attempt; 0 means 10s.
+	RegistryTimeout time.Duration
+	UserAgent       string
+}
+
+// Inventory holds the live connections, sorted by id.
+type Inventory struct {
+	list []*Connection
+	byID map[string]*Connection
+}
+
+// Build creates the clients of every connection. The configuration must have
+// been validated; on failure everything already built is closed.
+func Build(conns []config.Connection, problems config.Problems, o Options) (inv *Inventory, err error) {
+	inv = &Inventory{byID: map[string]*Connection{}}
+	defer func() {
+		if err != nil {
+			inv.Close()
+			inv = nil
+		}
+	}()
+	for _, cfg := range conns {
+		c, err := build(cfg, o)
+		if err != nil {
+			return inv, fmt.Errorf("connection %s: %w", cfg.ID, err)
+		}
+		prefix := "connections[" + cfg.ID + "]."
+		for _, p := range problems.Warnings().ForField(prefix) {
+			c.Warnings = append(c.Warnings, p.Field[len(prefix):]+": "+p.Message)
+		}
+		inv.list = append(inv.list, c)
+		inv.byID[cfg.ID] = c
+	}
+	sort.Slice(inv.list, func(i, j int) bool { return inv.list[i].Config.ID < inv.list[j].Config.ID })
+	return inv, nil
+}
+
+func build(cfg config.Connection, o Options) (*Connection, error) {
+	c := &Connection{Config: cfg}
+	sfRoots, err := loadPool(cfg.SF.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("sf.ca_file: %w", err)
+	}
+	switch cfg.Source.Type {
+	case "file":
+		c.Source = source.NewFile(cfg.Source.File)
+	case "sandbox":
+		roots, err := loadPool(cfg.Source.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("source.ca_file: %w", err)
+		}
+		s, err := source.NewHTTP(cfg.Source.URL, roots, o.ProbeTimeout)
+		if err != nil {
+			return nil, err
+		}
+		c.Source = s
+	default:
+		return nil, fmt.Errorf("source.type %q", cfg.Source.Type)
+	}
+	if cfg.Registry.Driver == "http" {
+		roots, err := loadPool(cfg.Registry.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("registry.ca_file: %w", err)
+		}
+		d, err := registry.NewHTTP(registry.HTTPConfig{BaseURL: cfg.Registry.URL, TokenFile: cfg.Registry.TokenFile, RootCAs: roots, Timeout: o.RegistryTimeout})
+		if err != nil {
+			return nil, err
+		}
+		c.Registry = d
+	}
+	pair, err := tls.LoadX509KeyPair(cfg.Probe.CertFile, cfg.Probe.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	p, err := scim.New(scim.Config{
+		BaseURL: cfg.SF.URL, CompanyID: cfg.SF.CompanyID, Certificate: pair, RootCAs: sfRoots,
+		Timeout: o.ProbeTimeout, UserAgent: o.UserAgent,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.Prober = p
+	return c, nil
+}
+
+// loadPool reads a CA bundle; an empty path means the system's pool (nil).
+func loadPool(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, errors.New(path + " holds no PEM certificate")
+	}
+	return pool, nil
+}
+
+// All returns the connections sorted by id.
+func (inv *Inventory) All() []*Connection { return inv.list }
+
+// Get returns a connection by id.
+func (inv *Inventory) Get(id string) (*Connection, bool) {
+	c, ok := inv.byID[id]
+	return c, ok
+}
+
+// Close releases the clients' idle connections.
+func (inv *Inventory) Close() {
+	if inv == nil {
+		return
+	}
+	for _, c := range inv.list {
+		if c.Prober != nil {
+			c.Prober.Close()
+		}
+		if cl, ok := c.Registry.(interface{ Close() }); ok {
+			cl.Close()
+		}
+		if cl, ok := c.Source.(interface{ Close() }); ok {
+			cl.Close()
+		}
+	}
+}

@@ -1,0 +1,152 @@
+// Package service holds certsync's gRPC layer: thin handlers that validate
+// requests, call the domain packages below, and turn their results into API
+// messages and their errors into statuses (in one place, status.go).
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
+	"github.com/certsync/certsync/service/diagnose"
+	"github.com/certsync/certsync/service/fault"
+	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/x509cert"
+)
+
+const defaultPageSize = 50
+
+// Options are what a Server needs; every dependency is passed in here.
+type Options struct {
+	// Inventory holds the connections with their clients; nil means none.
+	Inventory *inventory.Inventory
+	Logger    *slog.Logger
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+// Server implements certsync.v1.CertSyncService.
+type Server struct {
+	certsyncv1.UnimplementedCertSyncServiceServer
+
+	log *slog.Logger
+	now func() time.Time
+	inv *inventory.Inventory
+}
+
+// New builds a Server.
+func New(o Options) *Server {
+	s := &Server{log: o.Logger, now: o.Now, inv: o.Inventory}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.inv == nil {
+		s.inv = &inventory.Inventory{}
+	}
+	return s
+}
+
+// lookup finds a connection by resource name.
+func (s *Server) lookup(name string) (*inventory.Connection, error) {
+	id, v := connectionID("name", name)
+	if v != nil {
+		return nil, fault.Invalid(v.Field, v.Reason, "%s", v.Description)
+	}
+	c, ok := s.inv.Get(id)
+	if !ok {
+		return nil, fault.New(fault.NotFound, "CONNECTION_NOT_FOUND", "connection %q is not configured; ListConnections shows those that are", connectionPrefix+id).With("connection", connectionPrefix+id)
+	}
+	return c, nil
+}
+
+// ListConnections implements certsync.v1.CertSyncService.
+func (s *Server) ListConnections(ctx context.Context, req *certsyncv1.ListConnectionsRequest) (*certsyncv1.ListConnectionsResponse, error) {
+	after, err := decodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	all := s.inv.All()
+	size := pageSize(req.GetPageSize())
+	start := sort.Search(len(all), func(i int) bool { return all[i].Config.ID > after })
+	resp := &certsyncv1.ListConnectionsResponse{TotalSize: int32(len(all))}
+	end := min(start+size, len(all))
+	for _, c := range all[start:end] {
+		resp.Connections = append(resp.Connections, connectionProto(c))
+	}
+	if end < len(all) {
+		resp.NextPageToken = encodePageToken(all[end-1].Config.ID)
+	}
+	return resp, nil
+}
+
+// GetConnection implements certsync.v1.CertSyncService.
+func (s *Server) GetConnection(ctx context.Context, req *certsyncv1.GetConnectionRequest) (*certsyncv1.GetConnectionResponse, error) {
+	c, err := s.lookup(req.GetName())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &certsyncv1.GetConnectionResponse{Connection: connectionProto(c)}, nil
+}
+
+// InspectCertificate implements certsync.v1.CertSyncService.
+func (s *Server) InspectCertificate(ctx context.Context, req *certsyncv1.InspectCertificateRequest) (*certsyncv1.InspectCertificateResponse, error) {
+	certs, err := x509cert.Parse(req.GetData(), x509cert.DefaultLimits)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	now := s.now()
+	resp := &certsyncv1.InspectCertificateResponse{}
+	for _, c := range certs {
+		resp.Certificates = append(resp.Certificates, summaryProto(x509cert.Summarize(c), now))
+	}
+	return resp, nil
+}
+
+// DiagnoseJobError implements certsync.v1.CertSyncService.
+func (s *Server) DiagnoseJobError(ctx context.Context, req *certsyncv1.DiagnoseJobErrorRequest) (*certsyncv1.DiagnoseJobErrorResponse, error) {
+	res, err := diagnose.DiagnoseJobError(req.GetText())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	resp := &certsyncv1.DiagnoseJobErrorResponse{TenantId: res.TenantID, Summary: res.Summary}
+	for _, f := range res.Findings {
+		resp.Findings = append(resp.Findings, findingProto(f))
+	}
+	return resp, nil
+}
+
+func pageSize(n int32) int {
+	switch {
+	case n <= 0:
+		return defaultPageSize
+	case n > maxPageSize:
+		return maxPageSize
+	}
+	return int(n)
+}
+
+// Page tokens are opaque to callers; inside they carry the last key served,
+// so that paging stays stable while items are added.
+const pageTokenPrefix = "after:"
+
+func encodePageToken(after string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + after))
+}
+
+func decodePageToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || !strings.HasPrefix(string(b), pageTokenPrefix) {
+		return "", fault.Invalid("page_token", "INVALID_PAGE_TOKEN", "page_token is not one this server issued; start again with an empty page_token")
+	}
+	return strings.TrimPrefix(string(b), pageTokenPrefix), nil
+}
