@@ -1,6 +1,7 @@
 package service
 
 import (
+	"crypto/sha256"
 	"net/url"
 	"strconv"
 	"time"
@@ -61,6 +62,11 @@ func probeIdentityProto(identity string) certsyncv1.ProbeIdentity {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func fingerprintOf(der []byte) string {
+	sum := sha256.Sum256(der)
+	return x509cert.FormatFingerprint(sum[:])
+}
 
 func summaryProto(s x509cert.Summary, now time.Time) *certsyncv1.CertificateSummary {
 	return &certsyncv1.CertificateSummary{

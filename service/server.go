@@ -14,7 +14,9 @@ import (
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
 	"github.com/certsync/certsync/service/diagnose"
 	"github.com/certsync/certsync/service/fault"
+	"github.com/certsync/certsync/service/gate"
 	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/reregister"
 	"github.com/certsync/certsync/service/x509cert"
 )
 
@@ -24,7 +26,11 @@ const defaultPageSize = 50
 type Options struct {
 	// Inventory holds the connections with their clients; nil means none.
 	Inventory *inventory.Inventory
-	Logger    *slog.Logger
+	// Gate answers CheckGate and WatchGate; nil leaves them UNIMPLEMENTED.
+	Gate *gate.Gate
+	// Operations runs re-registrations; nil leaves them UNIMPLEMENTED.
+	Operations *reregister.Manager
+	Logger     *slog.Logger
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -33,14 +39,16 @@ type Options struct {
 type Server struct {
 	certsyncv1.UnimplementedCertSyncServiceServer
 
-	log *slog.Logger
-	now func() time.Time
-	inv *inventory.Inventory
+	log  *slog.Logger
+	now  func() time.Time
+	inv  *inventory.Inventory
+	gate *gate.Gate
+	ops  *reregister.Manager
 }
 
 // New builds a Server.
 func New(o Options) *Server {
-	s := &Server{log: o.Logger, now: o.Now, inv: o.Inventory}
+	s := &Server{log: o.Logger, now: o.Now, inv: o.Inventory, gate: o.Gate, ops: o.Operations}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

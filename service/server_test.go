@@ -92,6 +92,13 @@ func newHarness(t *testing.T, conns ...string) *harness {
 // newHarnessWith serves the given connections.
 func newHarnessWith(t *testing.T, conns []config.Connection, o inventory.Options) *harness {
 	t.Helper()
+	return newHarnessFull(t, conns, o, nil)
+}
+
+// newHarnessFull serves the given connections with the server options that
+// options returns (Inventory is set by the harness).
+func newHarnessFull(t *testing.T, conns []config.Connection, o inventory.Options, options func(*inventory.Inventory) service.Options) *harness {
+	t.Helper()
 	cfg := &config.Config{Connections: conns}
 	cfg.ApplyDefaults()
 	problems := cfg.Validate()
@@ -101,7 +108,12 @@ func newHarnessWith(t *testing.T, conns []config.Connection, o inventory.Options
 	inv, err := inventory.Build(cfg.Connections, problems, o)
 	must(t, err)
 	t.Cleanup(inv.Close)
-	srv := service.New(service.Options{Inventory: inv})
+	so := service.Options{}
+	if options != nil {
+		so = options(inv)
+	}
+	so.Inventory = inv
+	srv := service.New(so)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	g := srv.NewGRPCServer(service.GRPCOptions{MaxMessageBytes: config.DefaultMaxMessageBytes, Health: hs})

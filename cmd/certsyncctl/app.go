@@ -51,6 +51,10 @@ func (a *app) commands() []*command {
 		connectionCommand(),
 		compareCommand(),
 		probeCommand(),
+		reregisterCommand(),
+		operationsCommand(),
+		operationCommand(),
+		cancelCommand(),
 	}
 }
 

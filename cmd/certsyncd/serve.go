@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/certsync/certsync/service"
 	"github.com/certsync/certsync/service/config"
 	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/reregister"
+	"github.com/certsync/certsync/service/store"
 )
 
 // serverFlags are the flags of serve; each overrides the configuration file.
@@ -27,6 +30,8 @@ type serverFlags struct {
 	cfg         config.Server
 	sandbox     bool
 	sandboxAddr string
+	dataDir     string
+	storeSpec   string
 }
 
 func newServeFlagSet(stderr io.Writer) (*flag.FlagSet, *serverFlags) {
@@ -40,6 +45,9 @@ func newServeFlagSet(stderr io.Writer) (*flag.FlagSet, *serverFlags) {
 	fs.IntVar(&f.cfg.MaxMessageBytes, "max-message-bytes", config.DefaultMaxMessageBytes, "largest request message accepted, in bytes")
 	fs.Func("shutdown-grace", "how long shutdown waits for running calls (default 15s)", durationFlag(&f.cfg.ShutdownGrace))
 	fs.Func("probe-timeout", "overall timeout of one SCIM probe (default 10s)", durationFlag(&f.cfg.ProbeTimeout))
+	fs.StringVar(&f.cfg.DataDir, "data-dir", "", "directory of the SQLite database (default $XDG_STATE_HOME/certsync; with --sandbox a fresh temporary directory)")
+	fs.StringVar(&f.cfg.Store, "store", "", "sqlite:PATH or postgres://... (default: SQLite in --data-dir)")
+	fs.Func("settle-window", "how long a re-registration keeps probing after the upload (default 2m)", durationFlag(&f.cfg.SettleWindow))
 	fs.BoolVar(&f.sandbox, "sandbox", false, "also run the simulated IPS and SF in this process and serve its demo connections")
 	fs.StringVar(&f.sandboxAddr, "sandbox-addr", config.DefaultSandboxAddr, "HTTPS address of the in-process sandbox (with --sandbox)")
 	return fs, f
@@ -83,6 +91,12 @@ func loadConfig(fs *flag.FlagSet, f *serverFlags) (*config.Config, config.Proble
 			cfg.Server.ShutdownGrace = f.cfg.ShutdownGrace
 		case "probe-timeout":
 			cfg.Server.ProbeTimeout = f.cfg.ProbeTimeout
+		case "data-dir":
+			cfg.Server.DataDir = f.cfg.DataDir
+		case "store":
+			cfg.Server.Store = f.cfg.Store
+		case "settle-window":
+			cfg.Server.SettleWindow = f.cfg.SettleWindow
 		}
 	})
 	cfg.ApplyDefaults()
@@ -135,6 +149,15 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return err
 		}
 		defer cleanup()
+		if cfg.Server.DataDir == "" && cfg.Server.Store == "" {
+			// A fresh state each time, so that the demo starts as documented.
+			dir, err := os.MkdirTemp("", "certsync-data-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			cfg.Server.DataDir = dir
+		}
 		cfg.Connections = append(cfg.Connections, conns...)
 		cfg.ApplyDefaults()
 		if problems = cfg.Validate(); len(problems.Errors()) > 0 {
@@ -156,7 +179,35 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer inv.Close()
-	srv := service.New(service.Options{Inventory: inv, Logger: log})
+
+	dataDir, err := resolveDataDir(cfg.Server.DataDir)
+	if err != nil {
+		return err
+	}
+	replica, unlock, err := replicaIdentity(cfg.Server.Store, dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := store.Open(ctx, cfg.Server.Store, dataDir)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer st.Close()
+	ops := reregister.New(reregister.Options{
+		Store: st, Inventory: inv, Logger: log.With("component", "reregister"), Replica: replica,
+		SettleWindow: time.Duration(cfg.Server.SettleWindow),
+	})
+	defer ops.Close()
+	// Operations a crash left behind resume before anything new is accepted.
+	if err := ops.Recover(ctx); err != nil {
+		return fmt.Errorf("recover operations: %w", err)
+	}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go ops.Run(runCtx)
+
+	srv := service.New(service.Options{Inventory: inv, Operations: ops, Logger: log})
 	hs := health.NewServer()
 	g := srv.NewGRPCServer(service.GRPCOptions{MaxMessageBytes: cfg.Server.MaxMessageBytes, Health: hs})
 
@@ -183,13 +234,38 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log.Info("shutting down", "grace", grace.String())
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
+	deadline := time.After(grace)
 	select {
 	case <-stopped:
-	case <-time.After(grace):
+	case <-deadline:
 		log.Warn("grace period over; closing remaining calls")
 		g.Stop()
 		<-stopped
 	}
+	// Running re-registrations get what is left of the grace period; then
+	// they stop at their next journaled boundary and resume at the next
+	// start (an upload in flight is finished first).
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), grace)
+	ops.Drain(drainCtx)
+	cancelDrain()
+	stopRun()
+	ops.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// resolveDataDir picks the data directory: the configured one, else the
+// user's state directory.
+func resolveDataDir(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "certsync"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no --data-dir and no home directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "certsync"), nil
 }

@@ -21,6 +21,7 @@ const (
 	DefaultMaxMessageBytes = 4 << 20
 	DefaultShutdownGrace   = 15 * time.Second
 	DefaultProbeTimeout    = 10 * time.Second
+	DefaultSettleWindow    = 2 * time.Minute
 	DefaultIntegrationName = "Identity Provisioning Service"
 	// MaxConfigBytes bounds the configuration file, which is read whole.
 	MaxConfigBytes = 8 << 20
@@ -41,6 +42,11 @@ type Server struct {
 	MaxMessageBytes int      `yaml:"max_message_bytes"`
 	ShutdownGrace   Duration `yaml:"shutdown_grace"`
 	ProbeTimeout    Duration `yaml:"probe_timeout"`
+	// DataDir holds the SQLite database; Store overrides the database
+	// ("sqlite:PATH" or "postgres://...").
+	DataDir      string   `yaml:"data_dir"`
+	Store        string   `yaml:"store"`
+	SettleWindow Duration `yaml:"settle_window"`
 }
 
 // Connection is one IPS source system reading one SF company.
@@ -182,6 +188,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if s.ProbeTimeout == 0 {
 		s.ProbeTimeout = Duration(DefaultProbeTimeout)
+	}
+	if s.SettleWindow == 0 {
+		s.SettleWindow = Duration(DefaultSettleWindow)
 	}
 	for i := range c.Connections {
 		cn := &c.Connections[i]

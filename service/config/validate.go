@@ -126,6 +126,14 @@ func (c *Config) Validate() Problems {
 	if s.ProbeTimeout <= 0 {
 		add(Error, "server.probe_timeout", "must be positive")
 	}
+	if s.SettleWindow <= 0 {
+		add(Error, "server.settle_window", "must be positive")
+	}
+	switch st := s.Store; {
+	case st == "", st == "sqlite", strings.HasPrefix(st, "sqlite:"), strings.HasPrefix(st, "postgres://"), strings.HasPrefix(st, "postgresql://"):
+	default:
+		add(Error, "server.store", "must be sqlite:PATH or postgres://...; got a value starting %q", st[:min(len(st), 12)])
+	}
 
 	seen := map[string]int{}
 	for i := range c.Connections {

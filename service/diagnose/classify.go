@@ -50,6 +50,8 @@ const (
 // The status decides first, as DOMAIN.md's table does; the body then tells
 // the 401s and 400s apart. Bodies are parsed defensively: JSON of any of SF's
 // shapes, JSON that is truncated or escaped inside a log, HTML, or text.
+// With Status 0 (a log that quotes a body but no status), a SCIM body's own
+// status is used, else the table's phrases alone.
 func Classify(r Response) Classification {
 	if r.Status >= 200 && r.Status <= 299 {
 		// A success body may hold employee data: take nothing from it.
@@ -109,7 +111,7 @@ func causeFromTextOnly(text string) Cause {
 		return CauseCredentialsRequired
 	case strings.Contains(text, phraseSSLCertificateError):
 		return CauseTLSRejected
-	case strings.Contains(text, phraseNoPermission) || strings.Contains(text, "do not have permission"):
+	case strings.Contains(text, phraseNoPermission) || strings.Contains(text, "permission to view"):
 		return CausePermissionDenied
 	case strings.Contains(text, phraseTooManyRequests):
 		return CauseRateLimited
@@ -407,7 +409,7 @@ func unescapeLogJSON(s string) string {
 }
 
 var bracketCode = regexp.MustCompile(`\[([A-Z][A-Z_]*[0-9]{2,})\]`)
-var bareAuthCode = regexp.MustCompile(`\b(AUTH[0-9]{4})\b`)
+var bareAuthCode = regexp.MustCompile(`(AUTH[0-9]{4})\b`)
 
 func (p parsedBody) errorCode() string {
 	for _, s := range []string{p.details, p.msg, p.text, strings.Join(p.segments, " "), p.raw} {
@@ -502,7 +504,9 @@ func htmlSegments(s string) []string {
 	return out
 }
 
-var retryAfter = regexp.MustCompile(`(?i)retry(?:[\s-]*after|\s+in)\s*[:=]?\s*(\d{1,7})\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?)?\b`)
+// retryAfter runs on the lower-cased body; without (?i) the regexp package
+// can skip to "retry" instead of stepping through every byte.
+var retryAfter = regexp.MustCompile(`retry(?:[\s-]*after|\s+in)\s*[:=]?\s*(\d{1,7})\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?)?\b`)
 
 // maxRetryAfter caps what a body can make callers wait: a day is longer than
 // any rate limit SF documents, and the cap keeps Duration from overflowing.

@@ -122,7 +122,11 @@ func DiagnoseJobError(text string) (Result, error) {
 
 // doc is the normalised text with the positions the parser keeps asking for.
 type doc struct {
-	s          string
+	s string
+	// lower is s with ASCII letters lowered, byte for byte, so offsets agree.
+	// Patterns run on it without (?i): case-folding defeats the regexp
+	// package's literal-prefix scan and makes a 256 KiB text slow.
+	lower      string
 	lineStarts []int
 	causedBy   []int // offsets of every "Caused by:"
 	// consumed are the [start, end) ranges of bodies already read, so that a
@@ -130,22 +134,45 @@ type doc struct {
 	consumed [][2]int
 }
 
-var causedByPattern = regexp.MustCompile(`(?i)caused by:`)
+const causedByMarker = "caused by:"
 
 func newDoc(text string) *doc {
 	s := strings.ToValidUTF8(text, "\uFFFD")
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	s = strings.ReplaceAll(s, "\r", "\n")
-	d := &doc{s: s, lineStarts: []int{0}}
+	d := &doc{s: s, lower: asciiLower(s), lineStarts: []int{0}}
 	for i := 0; i < len(s); i++ {
 		if s[i] == '\n' {
 			d.lineStarts = append(d.lineStarts, i+1)
 		}
 	}
-	for _, m := range causedByPattern.FindAllStringIndex(s, -1) {
-		d.causedBy = append(d.causedBy, m[0])
-	}
+	d.causedBy = indexAll(d.lower, causedByMarker)
 	return d
+}
+
+// asciiLower lowers ASCII letters only, so that every offset into the
+// result is an offset into s (strings.ToLower may change lengths).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// indexAll returns the offsets of every non-overlapping sub in s.
+func indexAll(s, sub string) []int {
+	var out []int
+	for i := 0; ; {
+		j := strings.Index(s[i:], sub)
+		if j < 0 {
+			return out
+		}
+		out = append(out, i+j)
+		i += j + len(sub)
+	}
 }
 
 func (d *doc) line(pos int) int {
@@ -194,24 +221,32 @@ func (d *doc) isConsumed(pos int) bool {
 }
 
 var (
-	tenantPattern = regexp.MustCompile(`(?i)\btenant\s+(?:context|with\s+id|id)[ \t]*[:=][ \t]*([^\s,;'"()\[\]<>\\]+)`)
-	loadPattern   = regexp.MustCompile(`(?i)\b(delta|full)\s+(?:load|read)\b`)
+	// Patterns on doc.lower: lower-case, and no leading \b, which would also
+	// defeat the literal-prefix scan.
+	tenantPattern = regexp.MustCompile(`tenant\s+(?:context|with\s+id|id)[ \t]*[:=][ \t]*([^\s,;'"()\[\]<>\\]+)`)
+	deltaPattern  = regexp.MustCompile(`delta\s+(?:load|read)\b`)
+	fullPattern   = regexp.MustCompile(`full\s+(?:load|read)\b`)
 )
 
 func (d *doc) tenant() string {
-	m := tenantPattern.FindStringSubmatch(d.s)
+	m := tenantPattern.FindStringSubmatchIndex(d.lower)
 	if m == nil {
 		return ""
 	}
-	return truncateUTF8(strings.TrimRight(m[1], ".:"), 128)
+	return truncateUTF8(strings.TrimRight(d.s[m[2]:m[3]], ".:"), 128)
 }
 
+// loadMode is the first mode the chain names.
 func (d *doc) loadMode() string {
-	m := loadPattern.FindStringSubmatch(d.s)
-	if m == nil {
-		return ""
+	delta := deltaPattern.FindStringIndex(d.lower)
+	full := fullPattern.FindStringIndex(d.lower)
+	switch {
+	case delta != nil && (full == nil || delta[0] < full[0]):
+		return "delta"
+	case full != nil:
+		return "full"
 	}
-	return strings.ToLower(m[1])
+	return ""
 }
 
 // candidate is a finding before deduplication and before remedies.
@@ -240,7 +275,7 @@ const (
 )
 
 var (
-	urlPattern = regexp.MustCompile(`(?i)\bhttps?://[^\s<>"'\x60]+`)
+	urlPattern = regexp.MustCompile(`https?://[^\s<>"'\x60]+`) // on doc.lower
 	// statusPattern covers the spellings seen in IPS chains and the HTTP
 	// clients underneath ("statusCode: 401", "status code=401", "HTTP/1.1 401").
 	statusPattern = regexp.MustCompile(`(?i)(?:\b(?:status[ _-]?code|response[ _-]?code|http[ _-]?status(?:[ _-]?code)?|status)\s*(?:[:=]|\bis\b|\bof\b)?\s*\(?\s*|\bHTTP/\d(?:\.\d)?\s+)([1-5]\d\d)\b`)
@@ -258,7 +293,7 @@ type urlHit struct {
 
 func (d *doc) urls() []urlHit {
 	var out []urlHit
-	for _, m := range urlPattern.FindAllStringIndex(d.s, -1) {
+	for _, m := range urlPattern.FindAllStringIndex(d.lower, -1) {
 		u := strings.TrimRight(d.s[m[0]:m[1]], ".,;:!?)]}'\"")
 		if len(u) <= len("https://") {
 			continue
@@ -349,6 +384,10 @@ func (d *doc) httpCalls() []candidate {
 		evStart := d.segmentStart(c.start)
 		evEnd := min(d.lineEnd(end), max(d.nextCausedBy(end), end))
 		cls := Classify(Response{Status: c.status, Body: body})
+		if cls.Cause == CauseUnspecified {
+			// A successful call the log mentions on the way is no failure.
+			continue
+		}
 		rank := rankFull
 		switch {
 		case cls.Cause == CauseUnrecognizedResponse:
@@ -513,10 +552,27 @@ func indexFold(s, sub string) int {
 	return -1
 }
 
+// transportWords are the exceptions and messages of a call that got no HTTP
+// answer at all, lower-case ("timed out" covers read, connect and connection
+// timeouts).
+var transportWords = []string{
+	"timed out",
+	"timeoutexception",
+	"connectexception",
+	"connection refused",
+	"connection reset",
+	"socketexception",
+	"unknownhostexception",
+	"noroutetohostexception",
+	"nohttpresponseexception",
+	"broken pipe",
+	"pkix path building failed",
+	"unable to find valid certification path",
+	"sslhandshakeexception",
+	"received fatal alert",
+}
+
 var (
-	// transportPattern: the exceptions and messages of a call that got no
-	// HTTP answer at all.
-	transportPattern = regexp.MustCompile(`(?i)SocketTimeoutException|ConnectTimeoutException|read timed out|connect(?:ion)? timed out|\btimed out\b|HttpHostConnectException|ConnectException|connection refused|connection reset|SocketException|UnknownHostException|NoRouteToHostException|NoHttpResponseException|broken pipe|PKIX path building failed|unable to find valid certification path|SSLHandshakeException|received fatal alert`)
 	// tlsAlertPattern: alerts a server sends when it refuses the client's
 	// certificate. That is the TLS layer rejecting IPS's certificate, not an
 	// outage, so it must not be retried away.
@@ -541,9 +597,16 @@ func (d *doc) transportFailures(httpCands []candidate) []candidate {
 			hits = append(hits, h)
 		}
 	}
+	var marks [][2]int
+	for _, w := range transportWords {
+		for _, i := range indexAll(d.lower, w) {
+			marks = append(marks, [2]int{i, i + len(w)})
+		}
+	}
+	sort.Slice(marks, func(i, j int) bool { return marks[i][0] < marks[j][0] })
 	var out []candidate
 	seenLine := map[int]bool{}
-	for _, m := range transportPattern.FindAllStringIndex(d.s, -1) {
+	for _, m := range marks {
 		ln := d.line(m[0])
 		if seenLine[ln] || d.isConsumed(m[0]) {
 			continue
@@ -594,30 +657,43 @@ func (d *doc) nearestURL(hits []urlHit, pos int) (urlHit, bool) {
 	return best, found
 }
 
-var companyIDPatterns = []*regexp.Regexp{
-	regexp.MustCompile(`(?i)\bsf\.company\.id\b['"]?\s+(?:is\s+)?(?:missing|required|not\s+(?:set|defined|specified|configured|provided|maintained)|empty|blank|undefined)`),
-	regexp.MustCompile(`(?i)\b(?:missing|no|required)\s+(?:mandatory\s+|required\s+)?property\s*[:=]?\s*['"]?sf\.company\.id\b`),
-	regexp.MustCompile(`(?i)\bcompany\s*id\s+(?:is\s+)?(?:missing|not\s+(?:set|provided|specified|configured))`),
-}
+// The wordings of a missing company id, on doc.lower: "Property
+// sf.company.id is missing", "Missing required property: sf.company.id",
+// "company id is not set".
+var (
+	companyIDAfter  = regexp.MustCompile(`^sf\.company\.id\b['"]?\s+(?:is\s+)?(?:missing|required|not\s+(?:set|defined|specified|configured|provided|maintained)|empty|blank|undefined)`)
+	companyIDBefore = regexp.MustCompile(`\b(?:missing|no|required)\s+(?:mandatory\s+|required\s+)?property\s*[:=]?\s*['"]?$`)
+	companyIDPhrase = regexp.MustCompile(`company\s*id\s+(?:is\s+)?(?:missing|not\s+(?:set|provided|specified|configured))`)
+)
 
 // configErrors finds errors IPS raises before calling SF; they name no URL.
 func (d *doc) configErrors() []candidate {
-	for _, re := range companyIDPatterns {
-		for _, m := range re.FindAllStringIndex(d.s, -1) {
-			if d.isConsumed(m[0]) {
-				continue
-			}
-			segStart := d.segmentStart(m[0])
-			segEnd := min(d.lineEnd(m[0]), max(d.nextCausedBy(m[1]), m[1]))
-			seg := d.s[segStart:segEnd]
-			msg := messageOf(seg)
-			return []candidate{{
-				cls:      Classification{Cause: CauseCompanyIDMissing, ErrorMessage: msg},
-				evidence: excerpt(seg),
-				pos:      segStart,
-				rank:     rankFull,
-			}}
+	var hits [][2]int
+	for _, i := range indexAll(d.lower, "sf.company.id") {
+		if m := companyIDAfter.FindStringIndex(d.lower[i:min(len(d.lower), i+100)]); m != nil {
+			hits = append(hits, [2]int{i, i + m[1]})
+		} else if companyIDBefore.MatchString(d.lower[max(0, i-60):i]) {
+			hits = append(hits, [2]int{i, i + len("sf.company.id")})
 		}
+	}
+	for _, m := range companyIDPhrase.FindAllStringIndex(d.lower, -1) {
+		hits = append(hits, [2]int{m[0], m[1]})
+	}
+	sort.Slice(hits, func(i, j int) bool { return hits[i][0] < hits[j][0] })
+	for _, m := range hits {
+		if d.isConsumed(m[0]) {
+			continue
+		}
+		segStart := d.segmentStart(m[0])
+		segEnd := min(d.lineEnd(m[0]), max(d.nextCausedBy(m[1]), m[1]))
+		seg := d.s[segStart:segEnd]
+		// One is enough: IPS stops at the first configuration error.
+		return []candidate{{
+			cls:      Classification{Cause: CauseCompanyIDMissing, ErrorMessage: messageOf(seg)},
+			evidence: excerpt(seg),
+			pos:      segStart,
+			rank:     rankFull,
+		}}
 	}
 	return nil
 }
@@ -625,8 +701,8 @@ func (d *doc) configErrors() []candidate {
 // messageOf is a segment without its log prefix and "Caused by:", the part
 // that reads as the exception's message.
 func messageOf(seg string) string {
-	if ms := causedByPattern.FindAllStringIndex(seg, -1); ms != nil {
-		seg = seg[ms[len(ms)-1][1]:]
+	if i := strings.LastIndex(asciiLower(seg), causedByMarker); i >= 0 {
+		seg = seg[i+len(causedByMarker):]
 	}
 	return truncateUTF8(collapseSpace(seg), maxMessageBytes)
 }

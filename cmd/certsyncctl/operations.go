@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
+)
+
+func operationName(arg string) string {
+	if strings.HasPrefix(arg, "operations/") {
+		return arg
+	}
+	return "operations/" + arg
+}
+
+func reregisterCommand() *command {
+	var dryRun, wait bool
+	var etag, mappingID, reason, requestID string
+	var waitFor time.Duration
+	return &command{
+		name: "reregister", args: "NAME", summary: "delete SF's mapping and upload IPS's active certificate (journaled)",
+		minArgs: 1, maxArgs: 1,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&dryRun, "dry-run", false, "run every check, change nothing")
+			fs.BoolVar(&wait, "wait", false, "wait until the operation is done")
+			fs.DurationVar(&waitFor, "wait-timeout", 5*time.Minute, "how long --wait waits")
+			fs.StringVar(&etag, "etag", "", "etag from compare: refuse if anything changed since")
+			fs.StringVar(&mappingID, "mapping-id", "", "the mapping to replace (required when compare says AMBIGUOUS)")
+			fs.StringVar(&reason, "reason", "", "why, e.g. a change ticket (kept on the operation)")
+			fs.StringVar(&requestID, "request-id", "", "idempotency key: the same key returns the same operation")
+		},
+		run: func(ctx context.Context, a *app, c certsyncv1.CertSyncServiceClient, args []string) int {
+			cctx, cancel := a.callCtx(ctx)
+			defer cancel()
+			resp, err := c.ReregisterCertificate(cctx, &certsyncv1.ReregisterCertificateRequest{
+				Name: connectionName(args[0]), Etag: etag, ValidateOnly: dryRun, RequestId: requestID, MappingId: mappingID, Reason: reason,
+			})
+			if err != nil {
+				return a.rpcFailed(err)
+			}
+			op := resp.GetOperation()
+			if wait && !op.GetDone() {
+				if op, err = waitOperation(ctx, c, op.GetName(), waitFor); err != nil {
+					return a.rpcFailed(err)
+				}
+			}
+			return a.printOperation(op)
+		},
+	}
+}
+
+// waitOperation calls WaitOperation until the operation is done or total
+// passes; each call stays short so that proxies do not cut it.
+func waitOperation(ctx context.Context, c certsyncv1.CertSyncServiceClient, name string, total time.Duration) (*certsyncv1.Operation, error) {
+	deadline := time.Now().Add(total)
+	for {
+		left := time.Until(deadline)
+		step := min(left, time.Minute)
+		cctx, cancel := context.WithTimeout(ctx, step+10*time.Second)
+		r, err := c.WaitOperation(cctx, &certsyncv1.WaitOperationRequest{Name: name, Timeout: durationpb.New(max(step, 0))})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if r.GetOperation().GetDone() || time.Now().After(deadline) {
+			return r.GetOperation(), nil
+		}
+	}
+}
+
+func (a *app) printOperation(op *certsyncv1.Operation) int {
+	return a.print(op, func(w io.Writer) { writeOperation(w, op) })
+}
+
+func writeOperation(w io.Writer, op *certsyncv1.Operation) {
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(w, "%-12s %s\n", k+":", v)
+		}
+	}
+	row("Operation", op.GetName())
+	row("Connection", op.GetConnection())
+	row("State", strings.TrimPrefix(op.GetState().String(), "OPERATION_STATE_"))
+	row("Summary", op.GetSummary())
+	row("Reason", op.GetReason())
+	row("Request id", op.GetRequestId())
+	if op.GetValidateOnly() {
+		row("Dry run", "yes")
+	}
+	row("Replaced", op.GetMappingId())
+	row("Previous", op.GetPreviousSha256())
+	row("Uploaded", op.GetSourceSha256())
+	row("New mapping", op.GetNewMappingId())
+	fmt.Fprintln(w, "Steps:")
+	for _, s := range op.GetSteps() {
+		fmt.Fprintf(w, "  %-22s %-10s %s\n", strings.TrimPrefix(s.GetKind().String(), "STEP_KIND_"), strings.TrimPrefix(s.GetState().String(), "STEP_STATE_"), s.GetMessage())
+	}
+	if e := op.GetError(); e != nil {
+		fmt.Fprintf(w, "Error:       %s %s: %s\n", e.GetCode(), e.GetReason(), e.GetMessage())
+	}
+}
+
+func operationsCommand() *command {
+	var conn string
+	return &command{
+		name: "operations", summary: "list operations, newest first",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&conn, "connection", "", "only this connection's")
+		},
+		run: func(ctx context.Context, a *app, c certsyncv1.CertSyncServiceClient, _ []string) int {
+			ctx, cancel := a.callCtx(ctx)
+			defer cancel()
+			req := &certsyncv1.ListOperationsRequest{PageSize: 100}
+			if conn != "" {
+				req.Connection = connectionName(conn)
+			}
+			resp, err := c.ListOperations(ctx, req)
+			if err != nil {
+				return a.rpcFailed(err)
+			}
+			return a.print(resp, func(w io.Writer) {
+				fmt.Fprintf(w, "%-44s %-28s %-12s %-20s %s\n", "NAME", "CONNECTION", "STATE", "CREATED", "SUMMARY")
+				for _, op := range resp.GetOperations() {
+					fmt.Fprintf(w, "%-44s %-28s %-12s %-20s %s\n", op.GetName(), op.GetConnection(), strings.TrimPrefix(op.GetState().String(), "OPERATION_STATE_"),
+						op.GetCreateTime().AsTime().UTC().Format(time.DateTime), op.GetSummary())
+				}
+			})
+		},
+	}
+}
+
+func operationCommand() *command {
+	return &command{
+		name: "operation", args: "ID", summary: "show one operation and its steps",
+		minArgs: 1, maxArgs: 1,
+		run: func(ctx context.Context, a *app, c certsyncv1.CertSyncServiceClient, args []string) int {
+			ctx, cancel := a.callCtx(ctx)
+			defer cancel()
+			resp, err := c.GetOperation(ctx, &certsyncv1.GetOperationRequest{Name: operationName(args[0])})
+			if err != nil {
+				return a.rpcFailed(err)
+			}
+			return a.printOperation(resp.GetOperation())
+		},
+	}
+}
+
+func cancelCommand() *command {
+	var reason string
+	return &command{
+		name: "cancel", args: "ID", summary: "stop an operation before its next side effect",
+		minArgs: 1, maxArgs: 1,
+		flags: func(fs *flag.FlagSet) { fs.StringVar(&reason, "reason", "", "why") },
+		run: func(ctx context.Context, a *app, c certsyncv1.CertSyncServiceClient, args []string) int {
+			ctx, cancel := a.callCtx(ctx)
+			defer cancel()
+			resp, err := c.CancelOperation(ctx, &certsyncv1.CancelOperationRequest{Name: operationName(args[0]), Reason: reason})
+			if err != nil {
+				return a.rpcFailed(err)
+			}
+			return a.printOperation(resp.GetOperation())
+		},
+	}
+}

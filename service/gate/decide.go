@@ -1,0 +1,615 @@
+package gate
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/certsync/certsync/service/compare"
+	"github.com/certsync/certsync/service/diagnose"
+	"github.com/certsync/certsync/service/registry"
+	"github.com/certsync/certsync/service/scim"
+	"github.com/certsync/certsync/service/sfhost"
+	"github.com/certsync/certsync/service/x509cert"
+)
+
+// ExpiryThresholds say when a certificate's coming expiry is reported, and
+// how sharply. The defaults are IPS's own: it warns 30 days before expiry
+// and mails at 30, 14 and 3 days (KBA 3423003).
+type ExpiryThresholds struct {
+	Warning, Soon, Urgent time.Duration
+}
+
+// DefaultExpiry are IPS's thresholds.
+var DefaultExpiry = ExpiryThresholds{Warning: 30 * day, Soon: 14 * day, Urgent: 3 * day}
+
+const day = 24 * time.Hour
+
+// Policy is what Decide needs besides the evidence.
+type Policy struct {
+	Expiry ExpiryThresholds
+	// TransientRetryAfter is the retry hint when SF or the registry could
+	// not be reached and SF gave none.
+	TransientRetryAfter time.Duration
+	// RunningRetryAfter is the retry hint while a re-registration runs.
+	RunningRetryAfter time.Duration
+}
+
+// Policy defaults.
+const (
+	DefaultTransientRetryAfter = 5 * time.Second
+	DefaultRunningRetryAfter   = 15 * time.Second
+)
+
+func (p Policy) withDefaults() Policy {
+	if p.Expiry.Warning <= 0 {
+		p.Expiry.Warning = DefaultExpiry.Warning
+	}
+	if p.Expiry.Soon <= 0 {
+		p.Expiry.Soon = min(DefaultExpiry.Soon, p.Expiry.Warning)
+	}
+	if p.Expiry.Urgent <= 0 {
+		p.Expiry.Urgent = min(DefaultExpiry.Urgent, p.Expiry.Soon)
+	}
+	if p.TransientRetryAfter <= 0 {
+		p.TransientRetryAfter = DefaultTransientRetryAfter
+	}
+	if p.RunningRetryAfter <= 0 {
+		p.RunningRetryAfter = DefaultRunningRetryAfter
+	}
+	return p
+}
+
+// Decide turns evidence into a verdict. It is a pure function: each check
+// yields one condition, then DESIGN.md's rule decides:
+//
+//   - DENY when any condition has severity Error (the evidence shows the job
+//     would fail);
+//   - otherwise INCONCLUSIVE when any condition is Inconclusive (evidence
+//     missing, SF unreachable, a re-registration running);
+//   - otherwise ALLOW, with the warnings listed.
+//
+// A transport failure only ever yields Inconclusive conditions, so it can
+// never DENY on its own, and it can never ALLOW either.
+func Decide(ev *Evidence, p Policy) Verdict {
+	d := &decider{ev: ev, p: p.withDefaults()}
+	d.configuration()
+	d.sourceCertificate()
+	d.registry()
+	d.probe()
+	d.operations()
+	return d.verdict()
+}
+
+// Remediation buckets: steps are listed bucket by bucket, so that the most
+// pressing fix comes first whatever order the checks ran in. An expired
+// certificate must be renewed before anything can be uploaded; what SF said
+// outranks what the comparison suggests; retrying comes last.
+const (
+	bucketSource = iota
+	bucketProbe
+	bucketRegistry
+	bucketProbeCert
+	bucketRetry
+	nBuckets
+)
+
+type decider struct {
+	ev      *Evidence
+	p       Policy
+	conds   []Condition
+	steps   [nBuckets][]diagnose.Step
+	retry   time.Duration
+	running bool
+	// sourceExpired says the source certificate is outside its validity
+	// period, which changes what "upload the active certificate" means.
+	sourceExpired bool
+}
+
+func (d *decider) add(c Condition) {
+	if c.ObservedTime.IsZero() {
+		c.ObservedTime = d.ev.CheckedAt
+	}
+	d.conds = append(d.conds, c)
+}
+
+func (d *decider) remedy(bucket int, steps ...diagnose.Step) {
+	d.steps[bucket] = append(d.steps[bucket], steps...)
+}
+
+func (d *decider) retryAfter(r time.Duration) { d.retry = max(d.retry, r) }
+
+// configuration: the configuration was validated before anything listened,
+// so it holds; its warnings are for information only.
+func (d *decider) configuration() {
+	c := Condition{Type: TypeConfigurationValid, Status: True, Severity: Info, Source: FromConfiguration,
+		Reason: "Valid", Message: "the connection's configuration is valid"}
+	if len(d.ev.ConfigWarnings) > 0 {
+		c.Reason = "ValidWithWarnings"
+		c.Message = "the connection's configuration is valid, with warnings: " + strings.Join(d.ev.ConfigWarnings, "; ")
+	}
+	d.add(c)
+}
+
+func (d *decider) sourceCertificate() {
+	ev := d.ev
+	if ev.Source == nil {
+		msg := "IPS's active certificate could not be read"
+		if ev.SourceErr != nil {
+			msg += ": " + ev.SourceErr.Error()
+		}
+		d.add(Condition{Type: TypeSourceCertificatePresent, Status: False, Severity: Error, Source: FromSourceCertificate,
+			Reason: "SourceCertificateMissing", Message: msg})
+		return
+	}
+	s := *ev.Source
+	d.add(Condition{Type: TypeSourceCertificatePresent, Status: True, Severity: Info, Source: FromSourceCertificate,
+		Reason: "Present", Message: fmt.Sprintf("IPS's active certificate was read (subject %s, SHA-256 %s)", s.Subject, s.SHA256)})
+
+	var problems []string
+	reason := ""
+	fail := func(r, msg string) {
+		if reason == "" {
+			reason = r
+		}
+		problems = append(problems, msg)
+	}
+	if !s.ClientAuth {
+		fail("NoClientAuthUsage", "its extended key usage does not allow TLS client authentication")
+	}
+	if pin := ev.Config.PinnedSubject; pin != "" && s.Subject != pin {
+		fail("PinnedSubjectDiffers", fmt.Sprintf("its subject %q is not the pinned %q, so certsync will not upload it", s.Subject, pin))
+	}
+	if pin := ev.Config.PinnedIssuer; pin != "" && s.Issuer != pin {
+		fail("PinnedIssuerDiffers", fmt.Sprintf("its issuer %q is not the pinned %q, so certsync will not upload it", s.Issuer, pin))
+	}
+	if reason != "" {
+		d.add(Condition{Type: TypeSourceCertificateValid, Status: False, Severity: Error, Source: FromSourceCertificate,
+			Reason: reason, Message: "IPS's active certificate is not usable: " + strings.Join(problems, "; ")})
+	} else {
+		d.add(Condition{Type: TypeSourceCertificateValid, Status: True, Severity: Info, Source: FromSourceCertificate,
+			Reason: "Valid", Message: "IPS's active certificate allows TLS client authentication and matches the pinned names, if any"})
+	}
+
+	c := expiry(s, ev.CheckedAt, d.p.Expiry, "IPS's active certificate",
+		"; renew it in IPS > Source System > Outbound Certificate and upload the renewed one to SF, which does not pick it up by itself (KBA 3419621)")
+	c.Type, c.Source = TypeSourceCertificateExpiry, FromSourceCertificate
+	d.add(c)
+	if c.Status == False {
+		d.sourceExpired = true
+		// Renew first: uploading an expired certificate fixes nothing.
+		d.remedy(bucketSource, pick(diagnose.CauseTLSRejected, diagnose.Situation{}, diagnose.ActionRenewCertificate, diagnose.ActionUploadActiveCertificate)...)
+	}
+}
+
+// expiry judges a certificate's validity period at time at: an error
+// outside it, warnings from thresholds.Warning before the end, with sharper
+// wording at Soon and Urgent. Messages carry dates and thresholds, never a
+// day count, so that they change only when a threshold is crossed.
+func expiry(s x509cert.Summary, at time.Time, th ExpiryThresholds, what, advice string) Condition {
+	notAfter := s.NotAfter.UTC().Format("2006-01-02 15:04 MST")
+	left := s.NotAfter.Sub(at)
+	switch {
+	case s.NotYetValid(at):
+		return Condition{Status: False, Severity: Error, Reason: "NotYetValid",
+			Message: fmt.Sprintf("%s is not valid before %s", what, s.NotBefore.UTC().Format("2006-01-02 15:04 MST"))}
+	case s.Expired(at):
+		return Condition{Status: False, Severity: Error, Reason: "Expired",
+			Message: fmt.Sprintf("%s expired on %s%s", what, notAfter, advice)}
+	case left <= th.Urgent:
+		return Condition{Status: True, Severity: Warning, Reason: withinDays(th.Urgent),
+			Message: fmt.Sprintf("%s expires on %s, within %s: act now%s", what, notAfter, days(th.Urgent), advice)}
+	case left <= th.Soon:
+		return Condition{Status: True, Severity: Warning, Reason: withinDays(th.Soon),
+			Message: fmt.Sprintf("%s expires on %s, within %s: act soon%s", what, notAfter, days(th.Soon), advice)}
+	case left <= th.Warning:
+		return Condition{Status: True, Severity: Warning, Reason: withinDays(th.Warning),
+			Message: fmt.Sprintf("%s expires on %s, within %s%s", what, notAfter, days(th.Warning), advice)}
+	}
+	return Condition{Status: True, Severity: Info, Reason: "NotExpiringSoon",
+		Message: fmt.Sprintf("%s is valid until %s", what, notAfter)}
+}
+
+func withinDays(d time.Duration) string { return fmt.Sprintf("ExpiresWithin%dDays", int(d/day)) }
+
+func days(d time.Duration) string {
+	if n := int(d / day); n != 1 {
+		return fmt.Sprintf("%d days", n)
+	}
+	return "1 day"
+}
+
+// registry: what SF maps, from the comparison.
+func (d *decider) registry() {
+	ev := d.ev
+	cmpr := ev.Comparison
+	if cmpr == nil {
+		// Without the mappings nothing shows which certificate SF holds:
+		// the evidence is missing, never an error.
+		reason, msg := "ManualRegistry", "the connection uses the manual registry driver, so certsync cannot read SF's mappings itself"
+		if ev.RegistryErr != nil {
+			reason, msg = registryReason(ev.RegistryErr), "SF's mappings could not be read: "+ev.RegistryErr.Error()
+			d.retryAfter(d.p.TransientRetryAfter)
+			d.remedy(bucketRetry, pick(diagnose.CauseServerError, diagnose.Situation{}, diagnose.ActionRetryLater)...)
+		}
+		for _, t := range []string{TypeMappingPresent, TypeFingerprintsMatch} {
+			d.add(Condition{Type: t, Status: Unknown, Severity: Warning, Source: FromRegistry, Reason: reason, Message: msg, Inconclusive: true})
+		}
+		return
+	}
+	present := Condition{Type: TypeMappingPresent, Source: FromRegistry}
+	fps := Condition{Type: TypeFingerprintsMatch, Source: FromRegistry}
+	switch cmpr.Result {
+	case compare.ResultSourceMissing:
+		// The source condition is the error; which mapping is IPS's cannot
+		// be told without it.
+		present.Status, present.Severity, present.Reason = Unknown, Info, "SourceCertificateMissing"
+		present.Message = "which mapping is IPS's cannot be told without IPS's active certificate"
+		fps.Status, fps.Severity, fps.Reason, fps.Message = present.Status, present.Severity, present.Reason, present.Message
+	case compare.ResultTargetMissing:
+		present.Status, present.Severity, present.Reason = False, Error, "MappingMissing"
+		present.Message = findingMessage(cmpr, "TARGET_MISSING", "SF maps no certificate with IPS's issuer and subject")
+		fps.Status, fps.Severity, fps.Reason, fps.Message = Unknown, Info, "MappingMissing", "there is no mapping to compare with"
+		d.remedy(bucketRegistry, uploadActive()...)
+	case compare.ResultAmbiguous:
+		present.Status, present.Severity, present.Reason = False, Error, "MappingAmbiguous"
+		present.Message = findingMessage(cmpr, "AMBIGUOUS", "several mappings could be IPS's")
+		fps.Status, fps.Severity, fps.Reason, fps.Message = Unknown, Info, "MappingAmbiguous", "several mappings could be IPS's, so there is no single one to compare with"
+		d.remedy(bucketRegistry, pick(diagnose.CauseUnrecognizedResponse, diagnose.Situation{}, diagnose.ActionCompareFingerprints)...)
+	case compare.ResultMatch, compare.ResultMismatch:
+		present.Status, present.Severity, present.Reason = True, Info, "Present"
+		present.Message = fmt.Sprintf("SF maps IPS's issuer and subject in mapping %s", cmpr.MappingID)
+		if cmpr.Result == compare.ResultMatch {
+			fps.Status, fps.Severity, fps.Reason = True, Info, "Match"
+			fps.Message = fmt.Sprintf("SF's mapping %s holds exactly IPS's active certificate", cmpr.MappingID)
+		} else {
+			fps.Status, fps.Severity, fps.Reason = False, Error, "FingerprintsDiffer"
+			fps.Message = findingMessage(cmpr, "RENEWAL_NOT_UPLOADED", "SF maps another certificate than IPS's active one")
+			d.remedy(bucketRegistry, uploadActive()...)
+		}
+	default:
+		present.Status, present.Severity, present.Reason, present.Message = Unknown, Warning, "NotCompared", "the comparison gave no result"
+		present.Inconclusive = true
+		fps.Status, fps.Severity, fps.Reason, fps.Message, fps.Inconclusive = present.Status, present.Severity, present.Reason, present.Message, true
+	}
+	d.add(present)
+	d.mappingFields(cmpr)
+	d.add(fps)
+}
+
+// mappingFields reports the fields SF checks after the certificate: the
+// integration name (403 unless it is IPS's, KBA 3417151) and the login name.
+func (d *decider) mappingFields(cmpr *compare.Comparison) {
+	if cmpr.Result != compare.ResultMatch && cmpr.Result != compare.ResultMismatch {
+		return
+	}
+	c := Condition{Type: TypeMappingFieldsValid, Source: FromRegistry, Status: True, Severity: Info, Reason: "Valid",
+		Message: fmt.Sprintf("mapping %s has integration name %q and a login name", cmpr.MappingID, compare.ExpectedIntegrationName)}
+	var warn *compare.Finding
+	for i, f := range cmpr.Findings {
+		switch f.Code {
+		case "INTEGRATION_NAME_WRONG":
+			c.Status, c.Severity, c.Reason, c.Message = False, Error, "IntegrationNameWrong", f.Message
+			d.remedy(bucketRegistry, diagnose.Remediation(diagnose.CausePermissionDenied, diagnose.Situation{})...)
+		case "LOGIN_NAME_EMPTY":
+			warn = &cmpr.Findings[i]
+		}
+	}
+	if c.Status == True && warn != nil {
+		c.Severity, c.Reason, c.Message = Warning, "LoginNameEmpty", warn.Message
+	}
+	d.add(c)
+}
+
+// registryReason tells a registry that did not answer from one that
+// refused (a bad token, say): neither is evidence about SF's mapping.
+func registryReason(err error) string {
+	var re *registry.Error
+	if errors.As(err, &re) && !re.Transient {
+		return "RegistryRefused"
+	}
+	return "RegistryUnreachable"
+}
+
+func findingMessage(c *compare.Comparison, code, fallback string) string {
+	for _, f := range c.Findings {
+		if f.Code == code {
+			return f.Message
+		}
+	}
+	return fallback
+}
+
+// probe: the probe's own certificate, what SF answered it, and, for a
+// separate probe identity, whether anything speaks for IPS's own mapping.
+func (d *decider) probe() {
+	ev := d.ev
+	separate := ev.Config.Probe.Identity == "separate"
+
+	probeCertBad := false
+	pc := Condition{Type: TypeProbeCertificateValid, Source: FromProbe}
+	if ev.ProbeCert == nil {
+		msg := "the probe's certificate could not be read"
+		if ev.ProbeCertErr != nil {
+			msg += ": " + ev.ProbeCertErr.Error()
+		}
+		pc.Status, pc.Severity, pc.Reason, pc.Message = Unknown, Warning, "ProbeCertificateUnreadable", msg
+	} else {
+		c := expiry(*ev.ProbeCert, ev.CheckedAt, d.p.Expiry, "the probe's certificate",
+			"; renew the probe's certificate and key (probe.cert_file, probe.key_file)")
+		pc.Status, pc.Severity, pc.Reason, pc.Message = c.Status, c.Severity, c.Reason, c.Message
+		if c.Status == False {
+			// A probe with a certificate outside its validity proves nothing
+			// about IPS: never DENY on it (DESIGN.md, the probe's identity).
+			probeCertBad = true
+			pc.Severity, pc.Inconclusive = Warning, true
+			d.remedy(bucketProbeCert, fixProbeCertificate())
+		}
+	}
+
+	r := ev.Probe
+	sa := Condition{Type: TypeScimAuthentication, Source: FromProbe}
+	if r == nil {
+		sa.Status, sa.Severity, sa.Reason, sa.Message, sa.Inconclusive = Unknown, Warning, "NoProbe", "the connection has no SCIM probe", true
+		d.add(sa)
+		d.add(pc)
+		d.ipsMapping(separate)
+		return
+	}
+	sit := d.situation()
+	cause := r.Cause
+	switch r.Outcome {
+	case scim.Authenticated:
+		sa.Status, sa.Severity, sa.Reason = True, Info, "Authenticated"
+		sa.Message = "SF's SCIM Users endpoint accepted the probe's client certificate"
+		if separate {
+			sa.Message += " (the probe's own certificate: this proves SF's mTLS host, the company id and the platform, not IPS's mapping)"
+		}
+	case scim.Unreachable:
+		if cause == diagnose.CauseUnspecified {
+			cause = diagnose.CauseTransportError
+		}
+		sa.Status, sa.Severity, sa.Reason, sa.Inconclusive = Unknown, Warning, ReasonUnreachable, true
+		sa.Message = "SF could not be reached: " + answer(r) + "; this says nothing about the certificate"
+		d.retryAfter(max(r.RetryAfter, d.p.TransientRetryAfter))
+		d.remedy(bucketRetry, diagnose.Remediation(cause, sit)...)
+	case scim.InvalidClientCertificate, scim.TLSRejected, scim.CredentialsRequired, scim.PermissionDenied:
+		if cause == diagnose.CauseUnspecified {
+			cause = outcomeCause[r.Outcome]
+		}
+		reason := outcomeReason[r.Outcome]
+		switch {
+		case probeCertBad:
+			sa.Status, sa.Severity, sa.Reason, sa.Inconclusive = Unknown, Warning, ReasonProbeCertificateInvalid, true
+			sa.Message = fmt.Sprintf("SF refused the probe (%s: %s), but the probe's own certificate is not valid now, so this says nothing about IPS's certificate; fix the probe's certificate", reason, answer(r))
+		case separate && r.Outcome != scim.CredentialsRequired:
+			// The probe presented its own certificate: a refusal of that
+			// certificate or of its mapping is the probe's problem. Only
+			// a wrong URL or company id would fail IPS the same way.
+			sa.Status, sa.Severity, sa.Reason, sa.Inconclusive = Unknown, Warning, ReasonProbeCertificateInvalid, true
+			sa.Message = fmt.Sprintf("SF refused the probe's own (separate) certificate (%s: %s); this says nothing about IPS's certificate; fix the probe's certificate or its mapping", reason, answer(r))
+			d.remedy(bucketProbeCert, fixProbeCertificate())
+		default:
+			sa.Status, sa.Severity, sa.Reason = False, Error, reason
+			sa.Message = fmt.Sprintf("SF refused the probe (%s): %s", answer(r), diagnose.Explanation(cause, sit))
+			steps := diagnose.Remediation(cause, sit)
+			if d.sourceExpired {
+				steps = pick(diagnose.CauseTLSRejected, diagnose.Situation{}, diagnose.ActionRenewCertificate)
+			}
+			d.remedy(bucketProbe, steps...)
+		}
+	default:
+		sa.Status, sa.Severity, sa.Reason, sa.Inconclusive = Unknown, Warning, ReasonUnexpectedResponse, true
+		sa.Message = "SF's answer to the probe matches no known pattern: " + answer(r)
+		d.retryAfter(max(r.RetryAfter, d.p.TransientRetryAfter))
+		d.remedy(bucketRetry, diagnose.Remediation(diagnose.CauseUnrecognizedResponse, sit)...)
+	}
+	d.add(sa)
+	d.add(pc)
+	d.ipsMapping(separate)
+}
+
+// ipsMapping: a separate probe identity proves the platform, not IPS's own
+// mapping; that needs IPS's latest READ job, which the gate does not have,
+// so the condition stays unknown and the gate cannot ALLOW, unless the
+// connection explicitly accepts platform-only evidence.
+func (d *decider) ipsMapping(separate bool) {
+	if !separate {
+		return
+	}
+	c := Condition{Type: TypeIpsMappingAuthenticates, Status: Unknown, Severity: Warning, Source: FromIPSJob}
+	if d.ev.Config.Probe.AcceptPlatformOnlyEvidence {
+		c.Reason = ReasonPlatformOnlyEvidence
+		c.Message = "nothing proves that IPS's own mapping authenticates (the probe uses its own certificate); the connection accepts platform-only evidence"
+	} else {
+		c.Reason, c.Inconclusive = ReasonNoIPSEvidence, true
+		c.Message = "nothing proves that IPS's own mapping authenticates (the probe uses its own certificate and there is no IPS READ job evidence); set probe.accept_platform_only_evidence to accept the platform probe alone"
+	}
+	d.add(c)
+}
+
+func (d *decider) operations() {
+	ev := d.ev
+	c := Condition{Type: TypeNoReregistrationRunning, Source: FromOperation}
+	if ev.Running != "" {
+		d.running = true
+		c.Status, c.Severity, c.Reason, c.Inconclusive = False, Warning, ReasonReregistrationRunning, true
+		c.Message = fmt.Sprintf("re-registration operations/%s is running: SF's mapping may be missing or unsynchronized until it ends", ev.Running)
+		d.retryAfter(d.p.RunningRetryAfter)
+		d.remedy(bucketRetry, pick(diagnose.CauseServerError, diagnose.Situation{}, diagnose.ActionRetryLater)...)
+	} else {
+		c.Status, c.Severity, c.Reason, c.Message = True, Info, "NoneRunning", "no re-registration of this connection is running"
+		if last := ev.LastReregistration; last != nil && last.State == StateFailed {
+			c.Message += fmt.Sprintf("; the last one ended FAILED on %s", last.Ended.UTC().Format("2006-01-02 15:04 MST"))
+		}
+	}
+	d.add(c)
+}
+
+// StateFailed is the final state of a re-registration that put the right
+// certificate in place without making authentication work.
+const StateFailed = "FAILED"
+
+// situation is what the probe's remedies depend on besides the cause.
+func (d *decider) situation() diagnose.Situation {
+	ev := d.ev
+	var s diagnose.Situation
+	if c := ev.Comparison; c != nil && (c.Result == compare.ResultMatch || c.Result == compare.ResultMismatch) {
+		s.FingerprintsKnown = true
+		s.FingerprintsMatch = c.Result == compare.ResultMatch
+	}
+	s.ReregistrationFailed = ev.LastReregistration != nil && ev.LastReregistration.State == StateFailed
+	if u, err := url.Parse(ev.Config.SF.URL); err == nil {
+		kind := sfhost.Classify(u.Hostname())
+		s.HostKnown = kind != sfhost.KindUnknownDomain
+		s.CertHost = kind == sfhost.KindCertHost
+		s.SuggestedCertHost = sfhost.CertHostFor(u.Hostname())
+	}
+	if ev.Probe != nil {
+		s.RetryAfter = ev.Probe.RetryAfter
+	}
+	return s
+}
+
+var outcomeReason = map[scim.Outcome]string{
+	scim.InvalidClientCertificate: "InvalidClientCertificate",
+	scim.TLSRejected:              "TLSRejected",
+	scim.CredentialsRequired:      "CredentialsRequired",
+	scim.PermissionDenied:         "PermissionDenied",
+}
+
+var outcomeCause = map[scim.Outcome]diagnose.Cause{
+	scim.InvalidClientCertificate: diagnose.CauseInvalidClientCertificate,
+	scim.TLSRejected:              diagnose.CauseTLSRejected,
+	scim.CredentialsRequired:      diagnose.CauseCredentialsRequired,
+	scim.PermissionDenied:         diagnose.CausePermissionDenied,
+}
+
+// answer describes what SF answered, without latency or body.
+func answer(r *scim.Result) string {
+	var parts []string
+	if r.HTTPStatus != 0 {
+		parts = append(parts, fmt.Sprintf("HTTP %d", r.HTTPStatus))
+	}
+	if r.ErrorCode != "" && !strings.Contains(r.ErrorMessage, r.ErrorCode) {
+		parts = append(parts, r.ErrorCode)
+	}
+	if r.ErrorMessage != "" {
+		parts = append(parts, r.ErrorMessage)
+	}
+	if len(parts) == 0 {
+		return "no details"
+	}
+	return strings.Join(parts, " ")
+}
+
+// pick returns the steps of diagnose.Remediation(c, s) whose action is one of
+// actions, in the order given: the gate composes its remediation from the one
+// place that holds remediation texts and KBAs.
+func pick(c diagnose.Cause, s diagnose.Situation, actions ...diagnose.Action) []diagnose.Step {
+	all := diagnose.Remediation(c, s)
+	var out []diagnose.Step
+	for _, a := range actions {
+		for _, st := range all {
+			if st.Action == a {
+				out = append(out, st)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// uploadActive is DOMAIN.md's fix for SF holding another certificate.
+func uploadActive() []diagnose.Step {
+	return diagnose.Remediation(diagnose.CauseInvalidClientCertificate, diagnose.Situation{FingerprintsKnown: true, FingerprintsMatch: false})
+}
+
+// fixProbeCertificate is the one step diagnose has no text for yet: the
+// probe's own certificate is a certsync configuration matter, not an SF or
+// IPS failure.
+func fixProbeCertificate() diagnose.Step {
+	return diagnose.Step{
+		Action: diagnose.ActionFixProbeCertificate,
+		Text: "Fix the probe's own certificate: renew or replace the key pair in the connection's probe.cert_file and probe.key_file " +
+			"(with a separate probe identity, also map the new certificate in SF Security Center). This says nothing about IPS's certificate.",
+	}
+}
+
+func (d *decider) verdict() Verdict {
+	ev := d.ev
+	conds := d.conds
+	// Errors first, then warnings, then information; checks keep their
+	// order within a severity, so answers are stable.
+	slices.SortStableFunc(conds, func(a, b Condition) int { return cmp.Compare(b.Severity, a.Severity) })
+	v := Verdict{Connection: ev.Connection, Conditions: conds, CheckedAt: ev.CheckedAt, Decision: Allow}
+	var errs, open, warns []string
+	for _, c := range conds {
+		switch {
+		case c.Severity == Error:
+			errs = append(errs, c.Reason)
+		case c.Inconclusive:
+			open = append(open, c.Reason)
+		case c.Severity == Warning:
+			warns = append(warns, c.Reason)
+		}
+	}
+	switch {
+	case len(errs) > 0:
+		v.Decision = Deny
+	case len(open) > 0:
+		v.Decision = Inconclusive
+	}
+
+	seen := map[diagnose.Action]bool{}
+	for b, steps := range d.steps {
+		for _, st := range steps {
+			// Retrying is no remedy for a job that would fail, unless the
+			// fix is already running; "do not change the mapping on this
+			// evidence" would contradict the fix steps.
+			if b == bucketRetry && v.Decision == Deny && !d.running {
+				continue
+			}
+			if v.Decision == Allow || seen[st.Action] {
+				continue
+			}
+			seen[st.Action] = true
+			v.Remediation = append(v.Remediation, st)
+		}
+	}
+	switch {
+	case v.Decision == Inconclusive:
+		v.RetryAfter = max(d.retry, d.p.TransientRetryAfter)
+	case v.Decision == Deny && d.running:
+		v.RetryAfter = d.p.RunningRetryAfter
+	}
+
+	switch v.Decision {
+	case Allow:
+		v.Summary = "The job may run: the evidence shows IPS's certificate authenticates at SF"
+		if len(warns) > 0 {
+			v.Summary += fmt.Sprintf(", with %s (%s)", plural(len(warns), "warning"), strings.Join(warns, ", "))
+		}
+		v.Summary += "."
+	case Deny:
+		v.Summary = fmt.Sprintf("The job would fail (%s)", strings.Join(errs, ", "))
+		if len(v.Remediation) > 0 {
+			v.Summary += "; first step: " + v.Remediation[0].Action.String()
+		}
+		v.Summary += "."
+	case Inconclusive:
+		v.Summary = fmt.Sprintf("Cannot tell whether the job would succeed (%s); ask again after retry_after.", strings.Join(open, ", "))
+	}
+	return v
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

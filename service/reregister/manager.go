@@ -1,0 +1,329 @@
+// Package reregister runs the journaled delete-and-upload of an SF
+// certificate mapping, and recovers operations interrupted by a crash.
+//
+// SF keys a mapping by issuer and subject, so the new mapping cannot be added
+// beside the old one: between the delete and the upload nothing
+// authenticates. Every step is therefore journaled in the store before and
+// after its side effect, the certificate to upload and the mapping deleted
+// are journaled before any delete, and recovery rolls forward (uploads) once
+// the delete may have happened.
+package reregister
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/certsync/certsync/service/fault"
+	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/store"
+)
+
+// Defaults.
+const (
+	DefaultLockTTL       = 30 * time.Second
+	DefaultSettleWindow  = 2 * time.Minute
+	DefaultProbeInterval = 5 * time.Second
+	// DefaultStepRetryWindow is how long a step keeps retrying a failure to
+	// reach SF before the operation is handed to the recovery loop.
+	DefaultStepRetryWindow = 2 * time.Minute
+)
+
+// Options configure a Manager.
+type Options struct {
+	Store     store.Store
+	Inventory *inventory.Inventory
+	// Replica names this process in lock owners; default host-pid-random.
+	Replica string
+	Now     func() time.Time
+	Logger  *slog.Logger
+	// LockTTL is the lease on what an operation touches; renewed while it
+	// runs. Another replica recovers the operation once it expires.
+	LockTTL time.Duration
+	// SettleWindow is how long the probe is retried after an upload, since
+	// SF synchronizes asynchronously.
+	SettleWindow time.Duration
+	// ProbeInterval is the pause between probes within the settle window.
+	ProbeInterval   time.Duration
+	StepRetryWindow time.Duration
+	// OnFinish is called when an operation of a connection ends (the gate
+	// drops that connection's evidence).
+	OnFinish func(connID string)
+}
+
+// Manager runs re-registrations. Safe for concurrent use.
+type Manager struct {
+	o   Options
+	log *slog.Logger
+
+	ctx    context.Context // ends at Close; operations run under it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[string]bool            // operation ids run by this replica
+	waiters map[string][]chan struct{} // operation id -> woken on change
+}
+
+// New builds a Manager. Call Recover once at start-up and Run for the
+// replica scan; Close stops it.
+func New(o Options) *Manager {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.LockTTL <= 0 {
+		o.LockTTL = DefaultLockTTL
+	}
+	if o.SettleWindow <= 0 {
+		o.SettleWindow = DefaultSettleWindow
+	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
+	if o.StepRetryWindow <= 0 {
+		o.StepRetryWindow = DefaultStepRetryWindow
+	}
+	if o.Replica == "" {
+		host, _ := os.Hostname()
+		o.Replica = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomID()[:6])
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{o: o, log: o.Logger, ctx: ctx, cancel: cancel, running: map[string]bool{}, waiters: map[string][]chan struct{}{}}
+}
+
+// Drain waits until no operation runs here, or ctx ends.
+func (m *Manager) Drain(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		m.mu.Lock()
+		n := len(m.running)
+		m.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops running operations at their next journaled boundary (an
+// upload in progress is finished first) and waits for them; the journal lets
+// a restart, or another replica, finish them.
+func (m *Manager) Close() {
+	m.cancel()
+	m.wg.Wait()
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// owner is the lock owner for an operation run by this replica: the
+// operation id lets a refused caller name the operation; the replica part
+// keeps two replicas from renewing each other's lease.
+func (m *Manager) owner(opID string) string { return m.o.Replica + "/" + opID }
+
+func opFromOwner(owner string) string {
+	for i := len(owner) - 1; i >= 0; i-- {
+		if owner[i] == '/' {
+			return owner[i+1:]
+		}
+	}
+	return owner
+}
+
+// Get returns an operation.
+func (m *Manager) Get(ctx context.Context, id string) (*store.Operation, error) {
+	op, err := m.o.Store.GetOperation(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fault.New(fault.NotFound, "OPERATION_NOT_FOUND", "operation %q does not exist", "operations/"+id).With("operation", "operations/"+id)
+	}
+	return op, err
+}
+
+// List returns operations newest first.
+func (m *Manager) List(ctx context.Context, f store.ListFilter) ([]*store.Operation, string, error) {
+	ops, next, err := m.o.Store.ListOperations(ctx, f)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, "", err
+	}
+	return ops, next, nil
+}
+
+// Wait blocks until the operation is done or timeout passes, then returns it
+// as it stands. Operations run by another replica are polled.
+func (m *Manager) Wait(ctx context.Context, id string, timeout time.Duration) (*store.Operation, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		ch := m.subscribe(id)
+		op, err := m.Get(ctx, id)
+		if err != nil || op.Done() {
+			m.unsubscribe(id, ch)
+			return op, err
+		}
+		poll := time.NewTimer(time.Second)
+		select {
+		case <-ch:
+		case <-poll.C:
+		case <-deadline.C:
+			poll.Stop()
+			m.unsubscribe(id, ch)
+			return m.Get(ctx, id)
+		case <-ctx.Done():
+			poll.Stop()
+			m.unsubscribe(id, ch)
+			return nil, ctx.Err()
+		}
+		poll.Stop()
+		m.unsubscribe(id, ch)
+	}
+}
+
+func (m *Manager) subscribe(id string) chan struct{} {
+	ch := make(chan struct{}, 1)
+	m.mu.Lock()
+	m.waiters[id] = append(m.waiters[id], ch)
+	m.mu.Unlock()
+	return ch
+}
+
+func (m *Manager) unsubscribe(id string, ch chan struct{}) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ws := m.waiters[id]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(m.waiters, id)
+	} else {
+		m.waiters[id] = ws
+	}
+}
+
+func (m *Manager) notify(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ch := range m.waiters[id] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Cancel asks an operation to stop before its next side effect. A running
+// delete is always followed by its upload: cancelling then ends the
+// operation once the certificate is back in place.
+func (m *Manager) Cancel(ctx context.Context, id, reason string) (*store.Operation, error) {
+	for {
+		op, err := m.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if op.Done() {
+			return op, fault.New(fault.FailedPrecondition, "OPERATION_DONE", "operation %s already ended %s", "operations/"+id, op.State).With("operation", "operations/"+id).With("state", string(op.State))
+		}
+		op.CancelRequested, op.CancelReason = true, reason
+		if op.State == store.StatePendingApproval {
+			m.finish(op, store.StateCancelled, nil, "cancelled before approval")
+		}
+		err = m.o.Store.UpdateOperation(ctx, op, nil)
+		if errors.Is(err, store.ErrConflict) {
+			continue // the runner journaled a step meanwhile; try again
+		}
+		if err != nil {
+			return nil, err
+		}
+		m.notify(id)
+		return op, nil
+	}
+}
+
+// Running implements gate.Operations.
+func (m *Manager) Running(ctx context.Context, connID string) (string, bool) {
+	ops, _, err := m.o.Store.ListOperations(ctx, store.ListFilter{Connection: connID, PageSize: 20})
+	if err != nil {
+		return "", false
+	}
+	for _, op := range ops {
+		if !op.Done() && !op.ValidateOnly {
+			return op.ID, true
+		}
+	}
+	return "", false
+}
+
+// LastReregistration implements gate.Operations: the latest finished,
+// real (not validate-only) operation of the connection.
+func (m *Manager) LastReregistration(ctx context.Context, connID string) (string, time.Time, bool) {
+	ops, _, err := m.o.Store.ListOperations(ctx, store.ListFilter{Connection: connID, PageSize: 20})
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	for _, op := range ops {
+		if op.Done() && !op.ValidateOnly {
+			return string(op.State), op.EndTime, true
+		}
+	}
+	return "", time.Time{}, false
+}
+
+// lockKeys are what a change touches: the SF company and the mapping key
+// (issuer + subject), so two connections that share both never race.
+func lockKeys(c *inventory.Connection, mappingKey string) []string {
+	company := "company:" + c.Config.SF.URL + "|" + c.Config.SF.CompanyID
+	keys := []string{company, "mapping:" + c.Config.SF.URL + "|" + c.Config.SF.CompanyID + "|" + mappingKey}
+	sort.Strings(keys)
+	return keys
+}
+
+// acquire takes every key for owner, or none: on refusal it releases what it
+// took and returns the holder's operation id.
+func (m *Manager) acquire(ctx context.Context, keys []string, owner string) (bool, string, error) {
+	var taken []string
+	for _, k := range keys {
+		ok, holder, err := m.o.Store.AcquireLock(ctx, k, owner, m.o.LockTTL)
+		if err != nil || !ok {
+			for _, t := range taken {
+				_ = m.o.Store.ReleaseLock(context.WithoutCancel(ctx), t, owner)
+			}
+			if err != nil {
+				return false, "", err
+			}
+			return false, opFromOwner(holder.Owner), nil
+		}
+		taken = append(taken, k)
+	}
+	return true, "", nil
+}
+
+func (m *Manager) release(keys []string, owner string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, k := range keys {
+		if err := m.o.Store.ReleaseLock(ctx, k, owner); err != nil {
+			m.log.Warn("release lock", "key", k, "err", err)
+		}
+	}
+}

@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// The two drivers (database/sql for SQLite, pgx for PostgreSQL) differ in
+// their Go APIs; these small interfaces hide that, so that every query and
+// every rule (CAS, idempotency, chain) is written once in sqlStore.
+
+// errNoRows is what row.Scan returns, whichever driver, when no row matched.
+var errNoRows = errors.New("store: no rows")
+
+type row interface {
+	Scan(dest ...any) error
+}
+
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// querier runs statements, inside a transaction or not. Placeholders are
+// $1, $2, ... for both backends.
+type querier interface {
+	exec(ctx context.Context, sql string, args ...any) (rowsAffected int64, err error)
+	query(ctx context.Context, sql string, args ...any) (rows, error)
+	queryRow(ctx context.Context, sql string, args ...any) row
+}
+
+type backend interface {
+	querier
+	// inTx runs fn in a write transaction and commits when fn returns nil.
+	// fn may run more than once (PostgreSQL retries serialization failures
+	// and deadlocks), so it must only publish results after inTx returns.
+	inTx(ctx context.Context, fn func(q querier) error) error
+	// lockSchema serializes migrations across processes, within the
+	// transaction q.
+	lockSchema(ctx context.Context, q querier) error
+	// isUniqueViolation reports a unique or primary key violation.
+	isUniqueViolation(err error) bool
+	close() error
+}

@@ -1,0 +1,257 @@
+// Package store keeps what must survive a restart: operations with their
+// step journal (including the certificate bytes to upload and the mapping
+// deleted), idempotency keys, locks with expiry measured by the database's
+// clock, and the audit log. Two implementations pass one acceptance suite:
+// SQLite (pure Go, the default) and PostgreSQL (for several replicas).
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every implementation returns, so that callers can tell them apart
+// with errors.Is.
+var (
+	// ErrNotFound: no such operation.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: the operation changed since it was read (its Version
+	// moved), or an operation with the same request id exists.
+	ErrConflict = errors.New("store: conflict")
+	// ErrSchemaTooNew: the database was migrated by a newer certsync.
+	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary")
+)
+
+// OperationState is where an operation stands.
+type OperationState string
+
+// States; the final ones are Succeeded, Failed, RolledBack and Cancelled.
+const (
+	StateRunning         OperationState = "RUNNING"
+	StatePendingApproval OperationState = "PENDING_APPROVAL"
+	StateSucceeded       OperationState = "SUCCEEDED"
+	StateFailed          OperationState = "FAILED"
+	StateRolledBack      OperationState = "ROLLED_BACK"
+	StateCancelled       OperationState = "CANCELLED"
+)
+
+// Done reports whether the state is final.
+func (s OperationState) Done() bool {
+	switch s {
+	case StateSucceeded, StateFailed, StateRolledBack, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// StepKind names a step of a re-registration.
+type StepKind string
+
+// Steps, in the order they run.
+const (
+	StepCheckPreconditions StepKind = "CHECK_PRECONDITIONS"
+	StepReadSource         StepKind = "READ_SOURCE"
+	StepBackupMapping      StepKind = "BACKUP_MAPPING"
+	StepDeleteMapping      StepKind = "DELETE_MAPPING"
+	StepUploadCertificate  StepKind = "UPLOAD_CERTIFICATE"
+	StepVerifyReadback     StepKind = "VERIFY_READBACK"
+	StepProbe              StepKind = "PROBE"
+	StepRestoreMapping     StepKind = "RESTORE_MAPPING"
+	StepAwaitApproval      StepKind = "AWAIT_APPROVAL"
+	StepVerifyJob          StepKind = "VERIFY_JOB"
+)
+
+// StepState is where one step stands.
+type StepState string
+
+// Step states. A step is journaled RUNNING before its side effect and
+// SUCCEEDED or FAILED after it, so that recovery knows whether the side
+// effect may have happened.
+const (
+	StepPending              StepState = "PENDING"
+	StepRunning              StepState = "RUNNING"
+	StepSucceeded            StepState = "SUCCEEDED"
+	StepFailed               StepState = "FAILED"
+	StepSkipped              StepState = "SKIPPED"
+	StepAwaitingConfirmation StepState = "AWAITING_CONFIRMATION"
+)
+
+// Step is the journal record of one step.
+type Step struct {
+	Kind      StepKind  `json:"kind"`
+	State     StepState `json:"state"`
+	Message   string    `json:"message,omitempty"`
+	StartTime time.Time `json:"start_time,omitzero"`
+	EndTime   time.Time `json:"end_time,omitzero"`
+	Attempts  int       `json:"attempts,omitempty"`
+}
+
+// Mapping is an SF mapping as journaled: every field needed to put it back.
+type Mapping struct {
+	ID                string `json:"id"`
+	ConfigurationName string `json:"configuration_name"`
+	IntegrationName   string `json:"integration_name"`
+	LoginName         string `json:"login_name"`
+	CertificateDER    []byte `json:"certificate_der"`
+}
+
+// OperationError says why an operation did not succeed.
+type OperationError struct {
+	Code     string            `json:"code"`
+	Reason   string            `json:"reason"`
+	Message  string            `json:"message"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// Probe is the journaled result of the last probe.
+type Probe struct {
+	Outcome      string        `json:"outcome"`
+	HTTPStatus   int           `json:"http_status,omitempty"`
+	ErrorCode    string        `json:"error_code,omitempty"`
+	ErrorMessage string        `json:"error_message,omitempty"`
+	RequestURL   string        `json:"request_url,omitempty"`
+	Latency      time.Duration `json:"latency,omitempty"`
+	ClientSHA256 string        `json:"client_sha256,omitempty"`
+	CheckedAt    time.Time     `json:"checked_at,omitzero"`
+}
+
+// Operation is a re-registration with its journal. Implementations store
+// the fields they filter on as columns and may store the rest as one
+// document; every field must round-trip exactly.
+type Operation struct {
+	ID         string
+	Connection string // connection id (not the resource name)
+	State      OperationState
+	// Version increases by one on every successful UpdateOperation; an
+	// update whose Version is not the stored one fails with ErrConflict.
+	Version      int64
+	RequestID    string
+	Reason       string
+	RequestedBy  string
+	ApprovedBy   string
+	ValidateOnly bool
+	Automatic    bool
+	// LockKeys are the keys the operation holds while it runs (company and
+	// mapping key), so that recovery can take them over.
+	LockKeys []string
+	Etag     string
+	// MappingID is the mapping being replaced.
+	MappingID string
+	// SourceCertificateDER is the certificate to upload, journaled before
+	// any delete.
+	SourceCertificateDER []byte
+	// Backup is the mapping deleted, journaled before the delete.
+	Backup *Mapping
+	// NewMappingID is the uploaded mapping's id.
+	NewMappingID string
+	// Upload holds the fields the upload uses (configuration, integration
+	// and login name), journaled with the source certificate.
+	Upload     *Mapping
+	Steps      []Step
+	Error      *OperationError
+	FinalProbe *Probe
+	// CancelRequested asks whoever runs the operation to stop before its
+	// next side effect; CancelReason says why.
+	CancelRequested bool
+	CancelReason    string
+	// Log lines of recovery and other notes, oldest first.
+	Notes      []string
+	CreateTime time.Time
+	UpdateTime time.Time
+	EndTime    time.Time
+}
+
+// Done reports whether the operation is final.
+func (o *Operation) Done() bool { return o.State.Done() }
+
+// ListFilter selects operations.
+type ListFilter struct {
+	// Connection limits to one connection id; empty means all.
+	Connection string
+	// PageSize is at most this many; 0 means 50.
+	PageSize int
+	// PageToken continues a previous listing; empty starts at the newest.
+	PageToken string
+}
+
+// AuditEvent records a state-changing or refused call.
+type AuditEvent struct {
+	// Sequence is assigned by the store, from 1.
+	Sequence   int64
+	Time       time.Time
+	Identity   string
+	Role       string
+	RPC        string
+	Connection string
+	RequestID  string
+	Reason     string
+	Outcome    string
+	Operation  string
+	// Hash and PreviousHash are computed by the store when it appends:
+	// Hash = hex(SHA-256(PreviousHash || canonical encoding of the other
+	// fields)); see HashEvent.
+	Hash         string
+	PreviousHash string
+}
+
+// AuditVerification is the result of checking the chain.
+type AuditVerification struct {
+	Intact           bool
+	EventsChecked    int64
+	FirstBadSequence int64
+	Message          string
+}
+
+// Lock is a lease on a key.
+type Lock struct {
+	Key     string
+	Owner   string
+	Expires time.Time
+}
+
+// Store is the persistence interface. Every method takes a context first and
+// is safe for concurrent use, also across processes sharing one database.
+type Store interface {
+	// CreateOperation stores a new operation (Version becomes 1) and, when
+	// audit is not nil, appends it in the same transaction. An operation with
+	// the same Connection and non-empty RequestID yields ErrConflict and the
+	// existing operation.
+	CreateOperation(ctx context.Context, op *Operation, audit *AuditEvent) (*Operation, error)
+	// GetOperation returns one operation or ErrNotFound.
+	GetOperation(ctx context.Context, id string) (*Operation, error)
+	// FindOperationByRequestID returns the operation created with this
+	// request id on this connection, or ErrNotFound.
+	FindOperationByRequestID(ctx context.Context, connection, requestID string) (*Operation, error)
+	// ListOperations returns operations newest first (by CreateTime, then
+	// ID) and a token for the next page ("" on the last).
+	ListOperations(ctx context.Context, f ListFilter) ([]*Operation, string, error)
+	// ListUnfinished returns every operation whose state is not final,
+	// oldest first.
+	ListUnfinished(ctx context.Context) ([]*Operation, error)
+	// UpdateOperation replaces the stored operation if its Version is still
+	// op.Version, then sets op.Version to the new one; else ErrConflict.
+	// When audit is not nil it is appended in the same transaction.
+	UpdateOperation(ctx context.Context, op *Operation, audit *AuditEvent) error
+
+	// AcquireLock takes or renews the lease on key for owner, until ttl
+	// from now by the database's clock. It returns false with the current
+	// holder when another owner holds an unexpired lease.
+	AcquireLock(ctx context.Context, key, owner string, ttl time.Duration) (bool, Lock, error)
+	// ReleaseLock ends owner's lease on key; releasing a lease not held is
+	// not an error.
+	ReleaseLock(ctx context.Context, key, owner string) error
+	// GetLock returns the current lease on key; ok is false when none is
+	// held or it expired.
+	GetLock(ctx context.Context, key string) (Lock, bool, error)
+
+	// AppendAudit appends one event to the chain.
+	AppendAudit(ctx context.Context, ev *AuditEvent) error
+	// ListAudit returns events newest first, optionally for one connection.
+	ListAudit(ctx context.Context, connection string, pageSize int, pageToken string) ([]*AuditEvent, string, error)
+	// VerifyAudit recomputes the whole chain.
+	VerifyAudit(ctx context.Context) (AuditVerification, error)
+
+	// Close releases the database.
+	Close() error
+}
