@@ -209,3 +209,37 @@ func TestCancelBeforeDelete(t *testing.T) {
 		t.Fatalf("%v: %d mappings", done.GetState(), len(state.Mappings))
 	}
 }
+
+func TestRefusedUploadRestoresTheMapping(t *testing.T) {
+	h, sb := opsHarness(t)
+	const conn = "demo-mismatch"
+	before := sb.State().Connections[conn].Mappings
+	// SF refuses the upload (a 400 is not retried); the restore then goes
+	// through.
+	must(t, sb.InjectFault(sandbox.Fault{Connection: conn, Operation: "upload", Status: 400}))
+	op := h.wait(t, h.reregister(t, &certsyncv1.ReregisterCertificateRequest{Name: conn}).GetName())
+	if op.GetState() != certsyncv1.OperationState_OPERATION_STATE_ROLLED_BACK || op.GetError().GetReason() != "UPLOAD_REFUSED" {
+		t.Fatalf("state %v error %v", op.GetState(), op.GetError())
+	}
+	var restore certsyncv1.StepState
+	for _, s := range op.GetSteps() {
+		if s.GetKind() == certsyncv1.StepKind_STEP_KIND_RESTORE_MAPPING {
+			restore = s.GetState()
+		}
+	}
+	if restore != certsyncv1.StepState_STEP_STATE_SUCCEEDED {
+		t.Errorf("restore step %v", restore)
+	}
+	after := sb.State().Connections[conn].Mappings
+	if len(after) != 1 || after[0].SHA256 != before[0].SHA256 || after[0].ConfigurationName != before[0].ConfigurationName || after[0].LoginName != before[0].LoginName {
+		t.Errorf("mapping not restored: before %+v after %+v", before, after)
+	}
+}
+
+func TestListOperationsBadToken(t *testing.T) {
+	h, _ := opsHarness(t)
+	_, err := h.client.ListOperations(ctx(t), &certsyncv1.ListOperationsRequest{PageToken: "garbage"})
+	if code, reason, fields := errorInfo(t, err); code != codes.InvalidArgument || reason != "INVALID_PAGE_TOKEN" || strings.Join(fields, ",") != "page_token" {
+		t.Fatalf("got %v %s %v", code, reason, fields)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/certsync/certsync/service/diagnose"
 	"github.com/certsync/certsync/service/fault"
+	"github.com/certsync/certsync/service/store"
 	"github.com/certsync/certsync/service/x509cert"
 )
 
@@ -73,6 +74,9 @@ func asFault(err error) *fault.Error {
 	var ie *x509cert.InputError
 	if errors.As(err, &ie) {
 		return fault.Invalid("data", ie.Reason, "%s", ie.Message)
+	}
+	if errors.Is(err, store.ErrInvalidPageToken) {
+		return fault.Invalid("page_token", "INVALID_PAGE_TOKEN", "page_token is not one this server issued for this listing; start again with an empty page_token")
 	}
 	var tl *diagnose.TooLongError
 	if errors.As(err, &tl) {

@@ -55,6 +55,8 @@ func (a *app) commands() []*command {
 		operationsCommand(),
 		operationCommand(),
 		cancelCommand(),
+		gateCommand(),
+		watchCommand(),
 	}
 }
 
@@ -70,7 +72,8 @@ func (a *app) usage() string {
 		"  --addr HOST:PORT   server address (default " + defaultAddr + ")\n" +
 		"  -o text|json       output format (default text)\n" +
 		"  --timeout DURATION per-call timeout (default 30s)\n" +
-		"\nexit status: 0 answer; 3 no answer (could not connect, bad usage, server error)\n")
+		"\nexit status: 0 answer; 3 no answer (could not connect, bad usage, server error);\n" +
+		"for gate: 0 allow, 1 deny, 2 inconclusive, 3 no answer\n")
 	return b.String()
 }
 

@@ -47,6 +47,7 @@ func newServeFlagSet(stderr io.Writer) (*flag.FlagSet, *serverFlags) {
 	fs.Func("probe-timeout", "overall timeout of one SCIM probe (default 10s)", durationFlag(&f.cfg.ProbeTimeout))
 	fs.StringVar(&f.cfg.DataDir, "data-dir", "", "directory of the SQLite database (default $XDG_STATE_HOME/certsync; with --sandbox a fresh temporary directory)")
 	fs.StringVar(&f.cfg.Store, "store", "", "sqlite:PATH or postgres://... (default: SQLite in --data-dir)")
+	fs.Func("lock-ttl", "lease on what a running re-registration touches; another replica recovers the operation once it expires (default 30s)", durationFlag(&f.cfg.LockTTL))
 	fs.Func("settle-window", "how long a re-registration keeps probing after the upload (default 2m)", durationFlag(&f.cfg.SettleWindow))
 	fs.BoolVar(&f.sandbox, "sandbox", false, "also run the simulated IPS and SF in this process and serve its demo connections")
 	fs.StringVar(&f.sandboxAddr, "sandbox-addr", config.DefaultSandboxAddr, "HTTPS address of the in-process sandbox (with --sandbox)")
@@ -97,6 +98,8 @@ func loadConfig(fs *flag.FlagSet, f *serverFlags) (*config.Config, config.Proble
 			cfg.Server.Store = f.cfg.Store
 		case "settle-window":
 			cfg.Server.SettleWindow = f.cfg.SettleWindow
+		case "lock-ttl":
+			cfg.Server.LockTTL = f.cfg.LockTTL
 		}
 	})
 	cfg.ApplyDefaults()
@@ -196,7 +199,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	defer st.Close()
 	ops := reregister.New(reregister.Options{
 		Store: st, Inventory: inv, Logger: log.With("component", "reregister"), Replica: replica,
-		SettleWindow: time.Duration(cfg.Server.SettleWindow),
+		SettleWindow: time.Duration(cfg.Server.SettleWindow), LockTTL: time.Duration(cfg.Server.LockTTL),
 	})
 	defer ops.Close()
 	// Operations a crash left behind resume before anything new is accepted.

@@ -22,6 +22,7 @@ const (
 	DefaultShutdownGrace   = 15 * time.Second
 	DefaultProbeTimeout    = 10 * time.Second
 	DefaultSettleWindow    = 2 * time.Minute
+	DefaultLockTTL         = 30 * time.Second
 	DefaultIntegrationName = "Identity Provisioning Service"
 	// MaxConfigBytes bounds the configuration file, which is read whole.
 	MaxConfigBytes = 8 << 20
@@ -47,6 +48,7 @@ type Server struct {
 	DataDir      string   `yaml:"data_dir"`
 	Store        string   `yaml:"store"`
 	SettleWindow Duration `yaml:"settle_window"`
+	LockTTL      Duration `yaml:"lock_ttl"`
 }
 
 // Connection is one IPS source system reading one SF company.
@@ -191,6 +193,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if s.SettleWindow == 0 {
 		s.SettleWindow = Duration(DefaultSettleWindow)
+	}
+	if s.LockTTL == 0 {
+		s.LockTTL = Duration(DefaultLockTTL)
 	}
 	for i := range c.Connections {
 		cn := &c.Connections[i]

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/certsync/certsync/service/sfhost"
@@ -128,6 +129,9 @@ func (c *Config) Validate() Problems {
 	}
 	if s.SettleWindow <= 0 {
 		add(Error, "server.settle_window", "must be positive")
+	}
+	if time.Duration(s.LockTTL) < time.Second {
+		add(Error, "server.lock_ttl", "must be at least 1s")
 	}
 	switch st := s.Store; {
 	case st == "", st == "sqlite", strings.HasPrefix(st, "sqlite:"), strings.HasPrefix(st, "postgres://"), strings.HasPrefix(st, "postgresql://"):

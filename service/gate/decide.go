@@ -339,8 +339,11 @@ func (d *decider) probe() {
 		}
 		pc.Status, pc.Severity, pc.Reason, pc.Message = Unknown, Warning, "ProbeCertificateUnreadable", msg
 	} else {
-		c := expiry(*ev.ProbeCert, ev.CheckedAt, d.p.Expiry, "the probe's certificate",
-			"; renew the probe's certificate and key (probe.cert_file, probe.key_file)")
+		advice := "; renew the probe's certificate and key (probe.cert_file, probe.key_file)"
+		if !separate {
+			advice = "; the probe presents IPS's own key pair (probe.identity ips), so once IPS's certificate is renewed, give the probe the new certificate and key (probe.cert_file, probe.key_file)"
+		}
+		c := expiry(*ev.ProbeCert, ev.CheckedAt, d.p.Expiry, "the probe's certificate", advice)
 		pc.Status, pc.Severity, pc.Reason, pc.Message = c.Status, c.Severity, c.Reason, c.Message
 		if c.Status == False {
 			// A probe with a certificate outside its validity proves nothing
@@ -590,7 +593,7 @@ func (d *decider) verdict() Verdict {
 
 	switch v.Decision {
 	case Allow:
-		v.Summary = "The job may run: the evidence shows IPS's certificate authenticates at SF"
+		v.Summary = "The job may run: every check passed"
 		if len(warns) > 0 {
 			v.Summary += fmt.Sprintf(", with %s (%s)", plural(len(warns), "warning"), strings.Join(warns, ", "))
 		}
