@@ -36,6 +36,9 @@ func (s *Server) CheckGate(ctx context.Context, req *certsyncv1.CheckGateRequest
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	if s.metrics != nil {
+		s.metrics.GateAnswer(c.Config.ID, v.Decision.String())
+	}
 	// job_id was validated (bounded, printable), so it may be logged; it is
 	// how a scheduler's run is found in the server's log.
 	s.log.InfoContext(ctx, "gate checked", "connection", c.Name(), "job_id", req.GetJobId(),

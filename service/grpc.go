@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
+	"github.com/certsync/certsync/service/metrics"
 )
 
 // GRPCOptions shape the gRPC server.
@@ -23,6 +24,8 @@ type GRPCOptions struct {
 	MaxMessageBytes int
 	// Health is the health service to register; the caller owns its statuses.
 	Health *health.Server
+	// Metrics, when set, counts every call first in the chain.
+	Metrics *metrics.Metrics
 	// Extra server options (credentials, keepalive) added by the caller.
 	ServerOptions []grpc.ServerOption
 }
@@ -45,18 +48,26 @@ func (s *Server) NewGRPCServer(o GRPCOptions) *grpc.Server {
 		logging.WithLogOnEvents(logging.FinishCall),
 	}
 	recoveryOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(s.recoverPanic)}
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if o.Metrics != nil {
+		unary = append(unary, o.Metrics.GRPC.UnaryServerInterceptor())
+		stream = append(stream, o.Metrics.GRPC.StreamServerInterceptor())
+	}
+	unary = append(unary,
+		logging.UnaryServerInterceptor(slogAdapter(s.log), logOpts...),
+		s.validationUnary,
+		recovery.UnaryServerInterceptor(recoveryOpts...),
+	)
+	stream = append(stream,
+		logging.StreamServerInterceptor(slogAdapter(s.log), logOpts...),
+		s.validationStream,
+		recovery.StreamServerInterceptor(recoveryOpts...),
+	)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(o.MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(
-			logging.UnaryServerInterceptor(slogAdapter(s.log), logOpts...),
-			s.validationUnary,
-			recovery.UnaryServerInterceptor(recoveryOpts...),
-		),
-		grpc.ChainStreamInterceptor(
-			logging.StreamServerInterceptor(slogAdapter(s.log), logOpts...),
-			s.validationStream,
-			recovery.StreamServerInterceptor(recoveryOpts...),
-		),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	}
 	opts = append(opts, o.ServerOptions...)
 	g := grpc.NewServer(opts...)
@@ -65,6 +76,9 @@ func (s *Server) NewGRPCServer(o GRPCOptions) *grpc.Server {
 		healthpb.RegisterHealthServer(g, o.Health)
 	}
 	reflection.Register(g)
+	if o.Metrics != nil {
+		o.Metrics.GRPC.InitializeMetrics(g)
+	}
 	return g
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/certsync/certsync/service/fault"
 	"github.com/certsync/certsync/service/gate"
 	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/metrics"
 	"github.com/certsync/certsync/service/reregister"
 	"github.com/certsync/certsync/service/x509cert"
 )
@@ -30,7 +31,9 @@ type Options struct {
 	Gate *gate.Gate
 	// Operations runs re-registrations; nil leaves them UNIMPLEMENTED.
 	Operations *reregister.Manager
-	Logger     *slog.Logger
+	// Metrics counts gate answers; nil: none.
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -39,16 +42,17 @@ type Options struct {
 type Server struct {
 	certsyncv1.UnimplementedCertSyncServiceServer
 
-	log  *slog.Logger
-	now  func() time.Time
-	inv  *inventory.Inventory
-	gate *gate.Gate
-	ops  *reregister.Manager
+	log     *slog.Logger
+	now     func() time.Time
+	inv     *inventory.Inventory
+	gate    *gate.Gate
+	ops     *reregister.Manager
+	metrics *metrics.Metrics
 }
 
 // New builds a Server.
 func New(o Options) *Server {
-	s := &Server{log: o.Logger, now: o.Now, inv: o.Inventory, gate: o.Gate, ops: o.Operations}
+	s := &Server{log: o.Logger, now: o.Now, inv: o.Inventory, gate: o.Gate, ops: o.Operations, metrics: o.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -86,7 +90,7 @@ func (s *Server) ListConnections(ctx context.Context, req *certsyncv1.ListConnec
 	resp := &certsyncv1.ListConnectionsResponse{TotalSize: int32(len(all))}
 	end := min(start+size, len(all))
 	for _, c := range all[start:end] {
-		resp.Connections = append(resp.Connections, connectionProto(c))
+		resp.Connections = append(resp.Connections, s.connection(c))
 	}
 	if end < len(all) {
 		resp.NextPageToken = encodePageToken(all[end-1].Config.ID)
@@ -100,7 +104,19 @@ func (s *Server) GetConnection(ctx context.Context, req *certsyncv1.GetConnectio
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	return &certsyncv1.GetConnectionResponse{Connection: connectionProto(c)}, nil
+	return &certsyncv1.GetConnectionResponse{Connection: s.connection(c)}, nil
+}
+
+// connection is a connection with its latest verdict, read from the gate's
+// cache: listing connections never starts a probe.
+func (s *Server) connection(c *inventory.Connection) *certsyncv1.Connection {
+	p := connectionProto(c)
+	if s.gate != nil {
+		if v, ok := s.gate.Latest(c.Config.ID); ok {
+			p.LatestVerdict = verdictSummaryProto(v)
+		}
+	}
+	return p
 }
 
 // InspectCertificate implements certsync.v1.CertSyncService.

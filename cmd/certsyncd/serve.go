@@ -7,21 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
-	"github.com/certsync/certsync/service"
 	"github.com/certsync/certsync/service/config"
-	"github.com/certsync/certsync/service/inventory"
-	"github.com/certsync/certsync/service/reregister"
-	"github.com/certsync/certsync/service/store"
 )
 
 // serverFlags are the flags of serve; each overrides the configuration file.
@@ -47,6 +38,16 @@ func newServeFlagSet(stderr io.Writer) (*flag.FlagSet, *serverFlags) {
 	fs.Func("probe-timeout", "overall timeout of one SCIM probe (default 10s)", durationFlag(&f.cfg.ProbeTimeout))
 	fs.StringVar(&f.cfg.DataDir, "data-dir", "", "directory of the SQLite database (default $XDG_STATE_HOME/certsync; with --sandbox a fresh temporary directory)")
 	fs.StringVar(&f.cfg.Store, "store", "", "sqlite:PATH or postgres://... (default: SQLite in --data-dir)")
+	fs.StringVar(&f.cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
+	fs.Func("refresh-interval", "how often each connection's evidence is refreshed in the background; 0 disables (default 1m)", func(v string) error {
+		var d config.Duration
+		if err := durationFlag(&d)(v); err != nil {
+			return err
+		}
+		f.cfg.RefreshInterval = &d
+		return nil
+	})
+	fs.Func("gate-probe-interval", "least time between two gatherings of a connection's evidence for the gate (default 1s)", durationFlag(&f.cfg.GateProbeInterval))
 	fs.Func("lock-ttl", "lease on what a running re-registration touches; another replica recovers the operation once it expires (default 30s)", durationFlag(&f.cfg.LockTTL))
 	fs.Func("settle-window", "how long a re-registration keeps probing after the upload (default 2m)", durationFlag(&f.cfg.SettleWindow))
 	fs.BoolVar(&f.sandbox, "sandbox", false, "also run the simulated IPS and SF in this process and serve its demo connections")
@@ -100,6 +101,12 @@ func loadConfig(fs *flag.FlagSet, f *serverFlags) (*config.Config, config.Proble
 			cfg.Server.SettleWindow = f.cfg.SettleWindow
 		case "lock-ttl":
 			cfg.Server.LockTTL = f.cfg.LockTTL
+		case "metrics-addr":
+			cfg.Server.MetricsAddr = f.cfg.MetricsAddr
+		case "refresh-interval":
+			cfg.Server.RefreshInterval = f.cfg.RefreshInterval
+		case "gate-probe-interval":
+			cfg.Server.GateProbeInterval = f.cfg.GateProbeInterval
 		}
 	})
 	cfg.ApplyDefaults()
@@ -174,87 +181,12 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		log.Info("configuration has warnings; certsyncd config check lists them, GetConnection shows them", "warnings", n)
 	}
 
-	inv, err := inventory.Build(cfg.Connections, problems, inventory.Options{
-		ProbeTimeout: time.Duration(cfg.Server.ProbeTimeout),
-		UserAgent:    "certsync/" + buildVersion(),
-	})
+	d, err := start(ctx, cfg, problems, log)
 	if err != nil {
 		return err
 	}
-	defer inv.Close()
-
-	dataDir, err := resolveDataDir(cfg.Server.DataDir)
-	if err != nil {
-		return err
-	}
-	replica, unlock, err := replicaIdentity(cfg.Server.Store, dataDir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := store.Open(ctx, cfg.Server.Store, dataDir)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	defer st.Close()
-	ops := reregister.New(reregister.Options{
-		Store: st, Inventory: inv, Logger: log.With("component", "reregister"), Replica: replica,
-		SettleWindow: time.Duration(cfg.Server.SettleWindow), LockTTL: time.Duration(cfg.Server.LockTTL),
-	})
-	defer ops.Close()
-	// Operations a crash left behind resume before anything new is accepted.
-	if err := ops.Recover(ctx); err != nil {
-		return fmt.Errorf("recover operations: %w", err)
-	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	defer stopRun()
-	go ops.Run(runCtx)
-
-	srv := service.New(service.Options{Inventory: inv, Operations: ops, Logger: log})
-	hs := health.NewServer()
-	g := srv.NewGRPCServer(service.GRPCOptions{MaxMessageBytes: cfg.Server.MaxMessageBytes, Health: hs})
-
-	lis, err := net.Listen("tcp", cfg.Server.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Server.GRPCAddr, err)
-	}
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(certsyncv1.CertSyncService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- g.Serve(lis) }()
-	log.Info("certsyncd serving", "grpc_addr", lis.Addr().String(), "version", buildVersion(), "connections", len(cfg.Connections))
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("grpc server: %w", err)
-	case <-ctx.Done():
-	}
-	// Health checks see NOT_SERVING first, so that load balancers drain us
-	// while running calls finish.
-	hs.Shutdown()
-	grace := time.Duration(cfg.Server.ShutdownGrace)
-	log.Info("shutting down", "grace", grace.String())
-	stopped := make(chan struct{})
-	go func() { g.GracefulStop(); close(stopped) }()
-	deadline := time.After(grace)
-	select {
-	case <-stopped:
-	case <-deadline:
-		log.Warn("grace period over; closing remaining calls")
-		g.Stop()
-		<-stopped
-	}
-	// Running re-registrations get what is left of the grace period; then
-	// they stop at their next journaled boundary and resume at the next
-	// start (an upload in flight is finished first).
-	drainCtx, cancelDrain := context.WithTimeout(context.Background(), grace)
-	ops.Drain(drainCtx)
-	cancelDrain()
-	stopRun()
-	ops.Close()
-	log.Info("stopped")
-	return nil
+	defer d.close()
+	return d.serve(ctx)
 }
 
 // resolveDataDir picks the data directory: the configured one, else the

@@ -23,7 +23,11 @@ const (
 	DefaultProbeTimeout    = 10 * time.Second
 	DefaultSettleWindow    = 2 * time.Minute
 	DefaultLockTTL         = 30 * time.Second
-	DefaultIntegrationName = "Identity Provisioning Service"
+	DefaultRefreshInterval = time.Minute
+	// DefaultGateProbeInterval is DESIGN's budget: one probe per connection
+	// per second for the gate.
+	DefaultGateProbeInterval = time.Second
+	DefaultIntegrationName   = "Identity Provisioning Service"
 	// MaxConfigBytes bounds the configuration file, which is read whole.
 	MaxConfigBytes = 8 << 20
 )
@@ -49,6 +53,14 @@ type Server struct {
 	Store        string   `yaml:"store"`
 	SettleWindow Duration `yaml:"settle_window"`
 	LockTTL      Duration `yaml:"lock_ttl"`
+	// MetricsAddr serves Prometheus metrics at /metrics; empty: none.
+	MetricsAddr string `yaml:"metrics_addr"`
+	// RefreshInterval is how often the background refresh gathers each
+	// connection's evidence; nil means the default, 0 disables it.
+	RefreshInterval *Duration `yaml:"refresh_interval"`
+	// GateProbeInterval is the least time between two gatherings for the
+	// gate per connection (each is a login at SF).
+	GateProbeInterval Duration `yaml:"gate_probe_interval"`
 }
 
 // Connection is one IPS source system reading one SF company.
@@ -196,6 +208,13 @@ func (c *Config) ApplyDefaults() {
 	}
 	if s.LockTTL == 0 {
 		s.LockTTL = Duration(DefaultLockTTL)
+	}
+	if s.RefreshInterval == nil {
+		d := Duration(DefaultRefreshInterval)
+		s.RefreshInterval = &d
+	}
+	if s.GateProbeInterval == 0 {
+		s.GateProbeInterval = Duration(DefaultGateProbeInterval)
 	}
 	for i := range c.Connections {
 		cn := &c.Connections[i]

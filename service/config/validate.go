@@ -133,6 +133,17 @@ func (c *Config) Validate() Problems {
 	if time.Duration(s.LockTTL) < time.Second {
 		add(Error, "server.lock_ttl", "must be at least 1s")
 	}
+	if s.RefreshInterval != nil && *s.RefreshInterval < 0 {
+		add(Error, "server.refresh_interval", "must be 0 (off) or positive")
+	}
+	if s.GateProbeInterval <= 0 {
+		add(Error, "server.gate_probe_interval", "must be positive")
+	}
+	if s.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(s.MetricsAddr); err != nil {
+			add(Error, "server.metrics_addr", "%q is not HOST:PORT", s.MetricsAddr)
+		}
+	}
 	switch st := s.Store; {
 	case st == "", st == "sqlite", strings.HasPrefix(st, "sqlite:"), strings.HasPrefix(st, "postgres://"), strings.HasPrefix(st, "postgresql://"):
 	default:

@@ -105,7 +105,10 @@ type Options struct {
 	// the connection's lock, so it must be quick and must not call back
 	// into the Gate.
 	OnVerdict func(connID string, d Decision)
-	Logger    *slog.Logger
+	// OnEvidence, when set, sees every gathering (metrics); it runs outside
+	// any lock and must not block.
+	OnEvidence func(ev *Evidence)
+	Logger     *slog.Logger
 }
 
 // Gate is the pre-job gate. It is safe for concurrent use.
@@ -414,6 +417,9 @@ func (g *Gate) gather(e *entry, c *call, gen uint64, start time.Time) {
 	ctx, cancel := context.WithTimeout(g.base, g.o.GatherTimeout)
 	ev := g.collectFn(ctx, e, start)
 	cancel()
+	if g.o.OnEvidence != nil {
+		g.o.OnEvidence(ev)
+	}
 	v := Decide(ev, g.policy)
 	g.log.Debug("gate: evidence gathered", "connection", e.id, "decision", v.Decision.String(), "complete", ev.Complete())
 

@@ -37,6 +37,8 @@ type Options struct {
 	// RegistryTimeout bounds each registry call attempt; 0 means 10s.
 	RegistryTimeout time.Duration
 	UserAgent       string
+	// OnProbe, when set, sees every probe of every connection (metrics).
+	OnProbe func(connID string, r scim.Result)
 }
 
 // Inventory holds the live connections, sorted by id.
@@ -108,9 +110,13 @@ func build(cfg config.Connection, o Options) (*Connection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
 	}
+	var observe func(scim.Result)
+	if o.OnProbe != nil {
+		observe = func(r scim.Result) { o.OnProbe(cfg.ID, r) }
+	}
 	p, err := scim.New(scim.Config{
 		BaseURL: cfg.SF.URL, CompanyID: cfg.SF.CompanyID, Certificate: pair, RootCAs: sfRoots,
-		Timeout: o.ProbeTimeout, UserAgent: o.UserAgent,
+		Timeout: o.ProbeTimeout, UserAgent: o.UserAgent, Observe: observe,
 	})
 	if err != nil {
 		return nil, err

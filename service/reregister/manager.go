@@ -53,9 +53,10 @@ type Options struct {
 	// ProbeInterval is the pause between probes within the settle window.
 	ProbeInterval   time.Duration
 	StepRetryWindow time.Duration
-	// OnFinish is called when an operation of a connection ends (the gate
-	// drops that connection's evidence).
-	OnFinish func(connID string)
+	// OnFinish is called when an operation of a connection ends, with its
+	// final state (the gate drops that connection's evidence; metrics count
+	// it).
+	OnFinish func(connID, state string)
 }
 
 // Manager runs re-registrations. Safe for concurrent use.

@@ -51,8 +51,8 @@ func (m *Manager) launch(op *store.Operation, owner string) {
 			m.log.Error("operation stopped", "operation", op.ID, "connection", op.Connection, "err", err)
 			return
 		}
-		if m.o.OnFinish != nil {
-			m.o.OnFinish(op.Connection)
+		if m.o.OnFinish != nil && op.Done() {
+			m.o.OnFinish(op.Connection, string(op.State))
 		}
 	}()
 }

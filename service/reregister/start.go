@@ -104,7 +104,14 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 		m.release(op.LockKeys, owner)
 		return created, err
 	}
-	m.launch(created, owner)
+	// The run gets its own copy: the caller reads created while the run
+	// journals its steps.
+	mine, err := m.o.Store.GetOperation(ctx, created.ID)
+	if err != nil {
+		m.release(op.LockKeys, owner)
+		return nil, err
+	}
+	m.launch(mine, owner)
 	return created, nil
 }
 

@@ -98,6 +98,8 @@ type Config struct {
 	Now func() time.Time
 	// UserAgent identifies certsync in SF's logs.
 	UserAgent string
+	// Observe, when set, sees every result (metrics); it must not block.
+	Observe func(Result)
 }
 
 // Prober probes one connection. It keeps its connections to SF open between
@@ -179,7 +181,12 @@ func (p *Prober) Probe(ctx context.Context) (res Result) {
 	defer cancel()
 	res = Result{RequestURL: p.requestURL, ClientCertSHA256: p.certSHA256, CheckedAt: p.cfg.Now()}
 	start := time.Now()
-	defer func() { res.Latency = time.Since(start) }()
+	defer func() {
+		res.Latency = time.Since(start)
+		if p.cfg.Observe != nil {
+			p.cfg.Observe(res)
+		}
+	}()
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.requestURL, nil)
 	if err != nil {

@@ -255,3 +255,16 @@ type Store interface {
 	// Close releases the database.
 	Close() error
 }
+
+// Leases adapts a Store to the lease interface of the gate's background
+// refresh: each key is held by one replica at a time.
+type Leases struct {
+	Store Store
+	Owner string
+}
+
+// TryLock takes or renews the lease on key for ttl.
+func (l Leases) TryLock(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	ok, _, err := l.Store.AcquireLock(ctx, key, l.Owner, ttl)
+	return ok, err
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
+	"github.com/certsync/certsync/service"
+	"github.com/certsync/certsync/service/compare"
+	"github.com/certsync/certsync/service/config"
+	"github.com/certsync/certsync/service/gate"
+	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/metrics"
+	"github.com/certsync/certsync/service/reregister"
+	"github.com/certsync/certsync/service/scim"
+	"github.com/certsync/certsync/service/store"
+)
+
+// daemon is a running certsyncd: what start built, in the order close
+// undoes it.
+type daemon struct {
+	cfg *config.Config
+	log *slog.Logger
+
+	closers []func() // run in reverse order by close
+
+	inv      *inventory.Inventory
+	st       store.Store
+	ops      *reregister.Manager
+	gt       *gate.Gate
+	metrics  *metrics.Metrics
+	hs       *health.Server
+	grpc     *grpc.Server
+	lis      net.Listener
+	metrHTTP *http.Server
+	metrLis  net.Listener
+
+	background    context.Context // the refresh and recovery loops
+	stopBackround context.CancelFunc
+	loops         chan struct{} // closed when both loops returned
+}
+
+func (d *daemon) onClose(f func()) { d.closers = append(d.closers, f) }
+
+func (d *daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+	d.closers = nil
+}
+
+// start builds every component and binds the listeners; nothing is served
+// yet. On failure it closes what it opened.
+func start(ctx context.Context, cfg *config.Config, problems config.Problems, log *slog.Logger) (d *daemon, err error) {
+	d = &daemon{cfg: cfg, log: log, metrics: metrics.New(buildVersion()), hs: health.NewServer()}
+	defer func() {
+		if err != nil {
+			d.close()
+			d = nil
+		}
+	}()
+	m := d.metrics
+	d.inv, err = inventory.Build(cfg.Connections, problems, inventory.Options{
+		ProbeTimeout: time.Duration(cfg.Server.ProbeTimeout),
+		UserAgent:    "certsync/" + buildVersion(),
+		OnProbe: func(id string, r scim.Result) {
+			m.Probe(id, r.Outcome.String(), r.Latency, r.CheckedAt)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.onClose(d.inv.Close)
+
+	dataDir, err := resolveDataDir(cfg.Server.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	replica, unlock, err := replicaIdentity(cfg.Server.Store, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	d.onClose(unlock)
+	d.st, err = store.Open(ctx, cfg.Server.Store, dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	d.onClose(func() { d.st.Close() })
+
+	// The gate and the re-registrations know each other: the gate asks
+	// what runs, and an ended re-registration drops the gate's evidence.
+	d.ops = reregister.New(reregister.Options{
+		Store: d.st, Inventory: d.inv, Logger: log.With("component", "reregister"), Replica: replica,
+		SettleWindow: time.Duration(cfg.Server.SettleWindow), LockTTL: time.Duration(cfg.Server.LockTTL),
+		OnFinish: func(id, state string) {
+			m.Reregistration(id, state)
+			if d.gt != nil {
+				d.gt.Invalidate(id)
+			}
+		},
+	})
+	d.onClose(d.ops.Close)
+	d.gt = gate.New(gate.Options{
+		Inventory:       d.inv,
+		Operations:      d.ops,
+		Locker:          store.Leases{Store: d.st, Owner: replica},
+		ProbeInterval:   time.Duration(cfg.Server.GateProbeInterval),
+		RefreshInterval: time.Duration(*cfg.Server.RefreshInterval),
+		Logger:          log.With("component", "gate"),
+		OnVerdict: func(id string, dec gate.Decision) {
+			d.hs.SetServingStatus(connectionPrefix+id, healthStatus(dec))
+			m.GateDecision(id, dec.String())
+		},
+		OnEvidence: func(ev *gate.Evidence) { observeEvidence(m, ev) },
+	})
+	d.onClose(d.gt.Close)
+
+	// Operations a crash left behind resume before anything new is accepted.
+	if err := d.ops.Recover(ctx); err != nil {
+		return nil, fmt.Errorf("recover operations: %w", err)
+	}
+
+	srv := service.New(service.Options{Inventory: d.inv, Operations: d.ops, Gate: d.gt, Metrics: m, Logger: log})
+	d.grpc = srv.NewGRPCServer(service.GRPCOptions{MaxMessageBytes: cfg.Server.MaxMessageBytes, Health: d.hs, Metrics: m})
+	d.lis, err = net.Listen("tcp", cfg.Server.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Server.GRPCAddr, err)
+	}
+	d.onClose(func() { d.lis.Close() })
+	if a := cfg.Server.MetricsAddr; a != "" {
+		d.metrLis, err = net.Listen("tcp", a)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s (metrics): %w", a, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		d.metrHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		d.onClose(func() { d.metrHTTP.Close() })
+	}
+
+	// Health: the process is up; each connection is UNKNOWN until its first
+	// verdict (a health check never starts a probe).
+	d.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	d.hs.SetServingStatus(certsyncv1.CertSyncService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	for _, c := range d.inv.All() {
+		d.hs.SetServingStatus(c.Name(), healthpb.HealthCheckResponse_UNKNOWN)
+	}
+	return d, nil
+}
+
+const connectionPrefix = "connections/"
+
+func healthStatus(dec gate.Decision) healthpb.HealthCheckResponse_ServingStatus {
+	switch dec {
+	case gate.Allow:
+		return healthpb.HealthCheckResponse_SERVING
+	case gate.Deny:
+		return healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	return healthpb.HealthCheckResponse_UNKNOWN
+}
+
+// observeEvidence turns a gathering into the domain's gauges.
+func observeEvidence(m *metrics.Metrics, ev *gate.Evidence) {
+	if ev.Source != nil {
+		m.CertificateExpiry(ev.Connection, "ips", ev.Source.NotAfter)
+	}
+	if ev.ProbeCert != nil {
+		m.CertificateExpiry(ev.Connection, "probe", ev.ProbeCert.NotAfter)
+	}
+	if c := ev.Comparison; c != nil && c.Result != compare.ResultSourceMissing {
+		m.FingerprintsMatch(ev.Connection, c.Result == compare.ResultMatch)
+		for _, t := range c.Targets {
+			if t.Candidate && t.Mapping.ID == c.MappingID && t.Mapping.Certificate != nil {
+				m.CertificateExpiry(ev.Connection, "sf", t.Summary.NotAfter)
+			}
+		}
+	}
+}
+
+// serve runs until ctx ends, then shuts down within the grace period.
+func (d *daemon) serve(ctx context.Context) error {
+	d.background, d.stopBackround = context.WithCancel(context.Background())
+	d.loops = make(chan struct{})
+	go func() {
+		done := make(chan struct{})
+		go func() { d.ops.Run(d.background); close(done) }()
+		_ = d.gt.Run(d.background)
+		<-done
+		close(d.loops)
+	}()
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- d.grpc.Serve(d.lis) }()
+	if d.metrHTTP != nil {
+		go func() {
+			if err := d.metrHTTP.Serve(d.metrLis); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+	}
+	d.log.Info("certsyncd serving", "grpc_addr", d.lis.Addr().String(), "metrics_addr", d.cfg.Server.MetricsAddr,
+		"version", buildVersion(), "connections", len(d.inv.All()))
+
+	var failed error
+	select {
+	case err := <-serveErr:
+		failed = fmt.Errorf("grpc server: %w", err)
+	case <-ctx.Done():
+	}
+	d.shutdown()
+	return failed
+}
+
+// shutdown: health checks see NOT_SERVING first, so that load balancers
+// drain this replica while running calls finish; running re-registrations
+// get what is left of the grace period, then stop at their next journaled
+// boundary and resume at the next start (an upload in flight is finished
+// first).
+func (d *daemon) shutdown() {
+	d.hs.Shutdown()
+	grace := time.Duration(d.cfg.Server.ShutdownGrace)
+	d.log.Info("shutting down", "grace", grace.String())
+	deadline := time.Now().Add(grace)
+	stopped := make(chan struct{})
+	go func() { d.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(grace):
+		d.log.Warn("grace period over; closing remaining calls")
+		d.grpc.Stop()
+		<-stopped
+	}
+	drainCtx, cancel := context.WithDeadline(context.Background(), deadline.Add(time.Second))
+	d.ops.Drain(drainCtx)
+	cancel()
+	d.stopBackround()
+	<-d.loops
+	if d.metrHTTP != nil {
+		shutCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = d.metrHTTP.Shutdown(shutCtx)
+		cancel()
+	}
+	d.log.Info("stopped")
+}
