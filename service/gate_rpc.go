@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -39,13 +40,15 @@ func (s *Server) CheckGate(ctx context.Context, req *certsyncv1.CheckGateRequest
 	if s.metrics != nil {
 		s.metrics.GateAnswer(c.Config.ID, v.Decision.String())
 	}
-	// job_id was validated (bounded, printable), so it may be logged; it is
-	// how a scheduler's run is found in the server's log.
-	s.log.InfoContext(ctx, "gate checked", "connection", c.Name(), "job_id", req.GetJobId(),
-		"decision", v.Decision.String(), "reasons", v.Reasons(), "evidence_age", v.EvidenceAge.String())
+	// The answer goes on the call's own log line (one line per call, on the
+	// path of every provisioning job). job_id was validated (bounded,
+	// printable), so it may be logged: it is how a scheduler's run is found
+	// in the server's log.
+	logging.AddFields(ctx, logging.Fields{"connection", c.Name(), "job_id", req.GetJobId(),
+		"decision", v.Decision.String(), "evidence_age_ms", v.EvidenceAge.Milliseconds()})
 	return &certsyncv1.CheckGateResponse{
 		Decision:    decisionProto[v.Decision],
-		Conditions:  conditionsProto(v.Conditions),
+		Conditions:  conditionsProto(view(v.Conditions, req.GetView())),
 		CheckedAt:   timestampOrNil(v.CheckedAt),
 		EvidenceAge: durationpb.New(v.EvidenceAge),
 		RetryAfter:  durationOrNil(v.RetryAfter),
@@ -73,6 +76,8 @@ func (s *Server) WatchGate(req *certsyncv1.WatchGateRequest, stream grpc.ServerS
 		return toStatus(ctx, s.log, err)
 	}
 	defer cancel()
+	var last gate.Verdict
+	sent := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -81,12 +86,35 @@ func (s *Server) WatchGate(req *certsyncv1.WatchGateRequest, stream grpc.ServerS
 			if !ok {
 				return toStatus(ctx, s.log, gate.ErrClosed)
 			}
+			v.Conditions = view(v.Conditions, req.GetView())
+			// A change only in conditions this view leaves out is no change
+			// to this watcher.
+			if sent && v.SameAs(last) {
+				continue
+			}
+			last, sent = v, true
 			if err := stream.Send(watchGateProto(c, v)); err != nil {
 				// The client is gone; its status is the transport's.
 				return err
 			}
 		}
 	}
+}
+
+// view keeps the conditions a GateView asks for: BASIC (the default) leaves
+// out the checks that hold with severity INFO, so that a plain ALLOW is a
+// small answer on the path of every provisioning job.
+func view(cs []gate.Condition, v certsyncv1.GateView) []gate.Condition {
+	if v == certsyncv1.GateView_GATE_VIEW_FULL {
+		return cs
+	}
+	out := make([]gate.Condition, 0, len(cs))
+	for _, c := range cs {
+		if c.Status != gate.True || c.Severity != gate.Info {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func watchGateProto(c *inventory.Connection, v gate.Verdict) *certsyncv1.WatchGateResponse {

@@ -418,7 +418,7 @@ func TestWatchGate(t *testing.T) {
 	const conn = "demo-healthy"
 	sctx, cancel := context.WithCancel(ctx(t))
 	defer cancel()
-	stream, err := h.client.WatchGate(sctx, &certsyncv1.WatchGateRequest{Name: conn})
+	stream, err := h.client.WatchGate(sctx, &certsyncv1.WatchGateRequest{Name: conn, View: certsyncv1.GateView_GATE_VIEW_FULL})
 	must(t, err)
 	recv := func() *certsyncv1.WatchGateResponse {
 		t.Helper()
@@ -456,6 +456,34 @@ func TestWatchGate(t *testing.T) {
 	cancel()
 	if _, err := stream.Recv(); status.Code(err) != codes.Canceled && !errors.Is(err, io.EOF) {
 		t.Errorf("after cancel: %v", err)
+	}
+}
+
+func TestGateViews(t *testing.T) {
+	h := newGateHarness(t, inventory.Options{ProbeTimeout: time.Second}, gate.Options{})
+	count := func(conn string, v certsyncv1.GateView) (int, []string) {
+		t.Helper()
+		r, err := h.client.CheckGate(ctx(t), &certsyncv1.CheckGateRequest{Name: conn, View: v})
+		must(t, err)
+		var reasons []string
+		for _, c := range r.GetConditions() {
+			reasons = append(reasons, c.GetReason())
+		}
+		return len(r.GetConditions()), reasons
+	}
+	// A plain ALLOW: the basic view carries no conditions, the full one all.
+	if n, rs := count("demo-healthy", certsyncv1.GateView_GATE_VIEW_UNSPECIFIED); n != 0 {
+		t.Errorf("basic view of an ALLOW has conditions %v", rs)
+	}
+	if n, _ := count("demo-healthy", certsyncv1.GateView_GATE_VIEW_FULL); n < 5 {
+		t.Errorf("full view of an ALLOW has %d conditions", n)
+	}
+	// Warnings and errors are in every view.
+	if _, rs := count("demo-expiring", certsyncv1.GateView_GATE_VIEW_BASIC); len(rs) == 0 {
+		t.Error("basic view of demo-expiring lacks its warning")
+	}
+	if _, rs := count("demo-desync", certsyncv1.GateView_GATE_VIEW_BASIC); len(rs) == 0 || rs[0] != "InvalidClientCertificate" {
+		t.Errorf("basic view of demo-desync: %v", rs)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
 
 	"github.com/certsync/certsync/service/pki"
 	"github.com/certsync/certsync/service/testutil"
@@ -213,5 +220,96 @@ func TestVersion(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"--version"}, &out, &out); err != nil || !strings.HasPrefix(out.String(), "certsyncd ") {
 		t.Fatalf("--version: %v %q", err, out.String())
+	}
+}
+
+// metricValue returns the value of one metric line of a scrape, or "".
+func metricValue(t *testing.T, addr, series string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestMetricsFollowProbesAndGateCalls checks, through the daemon as built by
+// serve, that a probe and a gate call move the domain metrics and that the
+// per-connection health follows the gate.
+func TestMetricsFollowProbesAndGateCalls(t *testing.T) {
+	metricsAddr := testutil.FreeAddr(t)
+	sandboxAddr := testutil.FreeAddr(t)
+	addr, _, stop := startServe(t, "--sandbox", "--sandbox-addr", sandboxAddr, "--metrics-addr", metricsAddr, "--refresh-interval", "0")
+	defer stop()
+	testutil.WaitListening(t, metricsAddr, 10*time.Second)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := certsyncv1.NewCertSyncServiceClient(conn)
+	hc := healthpb.NewHealthClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	probes := `certsync_probes_total{connection="demo-desync",outcome="INVALID_CLIENT_CERTIFICATE"}`
+	if v := metricValue(t, metricsAddr, probes); v != "" {
+		t.Fatalf("before any probe: %s = %s", probes, v)
+	}
+	health := func(id string) healthpb.HealthCheckResponse_ServingStatus {
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "connections/" + id})
+		if err != nil {
+			t.Fatalf("health %s: %v", id, err)
+		}
+		return r.GetStatus()
+	}
+	// No evidence yet, and a health check does not start a probe.
+	if s := health("demo-desync"); s != healthpb.HealthCheckResponse_UNKNOWN {
+		t.Errorf("health before evidence: %v", s)
+	}
+	if v := metricValue(t, metricsAddr, probes); v != "" {
+		t.Fatalf("a health check probed: %s = %s", probes, v)
+	}
+
+	if _, err := c.ProbeScimAuth(ctx, &certsyncv1.ProbeScimAuthRequest{Name: "demo-desync"}); err != nil {
+		t.Fatal(err)
+	}
+	if v := metricValue(t, metricsAddr, probes); v != "1" {
+		t.Errorf("after a probe: %s = %q, want 1", probes, v)
+	}
+	for _, id := range []string{"demo-desync", "demo-healthy"} {
+		if _, err := c.CheckGate(ctx, &certsyncv1.CheckGateRequest{Name: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for series, want := range map[string]string{
+		probes: "2",
+		`certsync_gate_decisions_total{connection="demo-desync",decision="DENY"}`: "1",
+		`certsync_gate_decision{connection="demo-desync",decision="DENY"}`:        "1",
+		`certsync_gate_decision{connection="demo-healthy",decision="ALLOW"}`:      "1",
+		`certsync_fingerprints_match{connection="demo-desync"}`:                   "1",
+	} {
+		if v := metricValue(t, metricsAddr, series); v != want {
+			t.Errorf("after gate calls: %s = %q, want %q", series, v, want)
+		}
+	}
+	if v := metricValue(t, metricsAddr, `grpc_server_handled_total{grpc_code="OK",grpc_method="CheckGate",grpc_service="certsync.v1.CertSyncService",grpc_type="unary"}`); v != "2" {
+		t.Errorf("gRPC server metric for CheckGate = %q, want 2", v)
+	}
+	if v := metricValue(t, metricsAddr, `certsync_certificate_not_after_timestamp_seconds{connection="demo-healthy",side="ips"}`); v == "" {
+		t.Error("no expiry timestamp for demo-healthy's IPS certificate")
+	}
+	if s := health("demo-desync"); s != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("health of demo-desync after DENY: %v", s)
+	}
+	if s := health("demo-healthy"); s != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health of demo-healthy after ALLOW: %v", s)
 	}
 }

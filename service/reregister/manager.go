@@ -71,7 +71,18 @@ type Manager struct {
 	mu      sync.Mutex
 	running map[string]bool            // operation ids run by this replica
 	waiters map[string][]chan struct{} // operation id -> woken on change
+
+	// unfinished caches the store's unfinished operations by connection,
+	// for Running, which the gate asks on every answer: one query a second
+	// at most, whatever the load.
+	unfinishedMu sync.Mutex
+	unfinished   map[string]string // connection id -> operation id
+	unfinishedAt time.Time
 }
+
+// runningCacheTTL bounds how stale Running's view of other replicas'
+// operations may be.
+const runningCacheTTL = time.Second
 
 // New builds a Manager. Call Recover once at start-up and Run for the
 // replica scan; Close stops it.
@@ -261,18 +272,35 @@ func (m *Manager) Cancel(ctx context.Context, id, reason string) (*store.Operati
 	}
 }
 
-// Running implements gate.Operations.
+// Running implements gate.Operations. It is cheap: operations of this
+// replica are known in memory, and others' come from a listing of unfinished
+// operations refreshed at most once a second.
 func (m *Manager) Running(ctx context.Context, connID string) (string, bool) {
-	ops, _, err := m.o.Store.ListOperations(ctx, store.ListFilter{Connection: connID, PageSize: 20})
-	if err != nil {
-		return "", false
-	}
-	for _, op := range ops {
-		if !op.Done() && !op.ValidateOnly {
-			return op.ID, true
+	m.unfinishedMu.Lock()
+	defer m.unfinishedMu.Unlock()
+	if time.Since(m.unfinishedAt) > runningCacheTTL {
+		ops, err := m.o.Store.ListUnfinished(ctx)
+		if err != nil {
+			return "", false
 		}
+		m.unfinished = map[string]string{}
+		for _, op := range ops {
+			if !op.ValidateOnly {
+				m.unfinished[op.Connection] = op.ID
+			}
+		}
+		m.unfinishedAt = time.Now()
 	}
-	return "", false
+	id, ok := m.unfinished[connID]
+	return id, ok
+}
+
+// noteChange makes the next Running read the store again, after this
+// replica started or ended an operation.
+func (m *Manager) noteChange() {
+	m.unfinishedMu.Lock()
+	m.unfinishedAt = time.Time{}
+	m.unfinishedMu.Unlock()
 }
 
 // LastReregistration implements gate.Operations: the latest finished,

@@ -28,6 +28,7 @@ func (m *Manager) launch(op *store.Operation, owner string) {
 	}
 	m.running[op.ID] = true
 	m.mu.Unlock()
+	m.noteChange()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -36,6 +37,7 @@ func (m *Manager) launch(op *store.Operation, owner string) {
 			delete(m.running, op.ID)
 			m.mu.Unlock()
 			m.release(op.LockKeys, owner)
+			m.noteChange()
 			m.notify(op.ID)
 		}()
 		ctx, cancel := context.WithCancel(m.ctx)

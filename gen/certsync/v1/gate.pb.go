@@ -269,6 +269,61 @@ func (EvidenceSource) EnumDescriptor() ([]byte, []int) {
 	return file_certsync_v1_gate_proto_rawDescGZIP(), []int{3}
 }
 
+// GateView chooses how much of a verdict an answer carries.
+type GateView int32
+
+const (
+	// The default: BASIC.
+	GateView_GATE_VIEW_UNSPECIFIED GateView = 0
+	// Only the conditions that matter for the decision: errors, warnings and
+	// unknowns. A plain ALLOW then carries no conditions at all, which keeps
+	// the answer small on the path of every provisioning job.
+	GateView_GATE_VIEW_BASIC GateView = 1
+	// Every check's condition, including those that hold (severity INFO).
+	GateView_GATE_VIEW_FULL GateView = 2
+)
+
+// Enum value maps for GateView.
+var (
+	GateView_name = map[int32]string{
+		0: "GATE_VIEW_UNSPECIFIED",
+		1: "GATE_VIEW_BASIC",
+		2: "GATE_VIEW_FULL",
+	}
+	GateView_value = map[string]int32{
+		"GATE_VIEW_UNSPECIFIED": 0,
+		"GATE_VIEW_BASIC":       1,
+		"GATE_VIEW_FULL":        2,
+	}
+)
+
+func (x GateView) Enum() *GateView {
+	p := new(GateView)
+	*p = x
+	return p
+}
+
+func (x GateView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GateView) Descriptor() protoreflect.EnumDescriptor {
+	return file_certsync_v1_gate_proto_enumTypes[4].Descriptor()
+}
+
+func (GateView) Type() protoreflect.EnumType {
+	return &file_certsync_v1_gate_proto_enumTypes[4]
+}
+
+func (x GateView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GateView.Descriptor instead.
+func (GateView) EnumDescriptor() ([]byte, []int) {
+	return file_certsync_v1_gate_proto_rawDescGZIP(), []int{4}
+}
+
 // Condition is the result of one check of the gate.
 type Condition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -447,7 +502,9 @@ type CheckGateRequest struct {
 	MaxEvidenceAge *durationpb.Duration `protobuf:"bytes,2,opt,name=max_evidence_age,json=maxEvidenceAge,proto3" json:"max_evidence_age,omitempty"`
 	// The caller's job id, recorded in logs for correlation; free text, at
 	// most 128 characters.
-	JobId         string `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// How much of the verdict to return; BASIC by default.
+	View          GateView `protobuf:"varint,4,opt,name=view,proto3,enum=certsync.v1.GateView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -503,12 +560,20 @@ func (x *CheckGateRequest) GetJobId() string {
 	return ""
 }
 
+func (x *CheckGateRequest) GetView() GateView {
+	if x != nil {
+		return x.View
+	}
+	return GateView_GATE_VIEW_UNSPECIFIED
+}
+
 // CheckGateResponse is the gate's verdict.
 type CheckGateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The decision.
 	Decision GateDecision `protobuf:"varint,1,opt,name=decision,proto3,enum=certsync.v1.GateDecision" json:"decision,omitempty"`
-	// Every check's result, errors first.
+	// The checks' results, errors first: with the BASIC view only errors,
+	// warnings and unknowns; with FULL every check.
 	Conditions []*Condition `protobuf:"bytes,2,rep,name=conditions,proto3" json:"conditions,omitempty"`
 	// When the evidence was gathered.
 	CheckedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
@@ -617,7 +682,9 @@ func (x *CheckGateResponse) GetSummary() string {
 type WatchGateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "connections/{id}".
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How much of each verdict to send; BASIC by default.
+	View          GateView `protobuf:"varint,2,opt,name=view,proto3,enum=certsync.v1.GateView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -657,6 +724,13 @@ func (x *WatchGateRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *WatchGateRequest) GetView() GateView {
+	if x != nil {
+		return x.View
+	}
+	return GateView_GATE_VIEW_UNSPECIFIED
 }
 
 // WatchGateResponse is one verdict: the current one first, then each change of
@@ -786,11 +860,12 @@ const file_certsync_v1_gate_proto_rawDesc = "" +
 	"\bdecision\x18\x01 \x01(\x0e2\x19.certsync.v1.GateDecisionR\bdecision\x129\n" +
 	"\n" +
 	"checked_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\x12\x18\n" +
-	"\areasons\x18\x03 \x03(\tR\areasons\"\x82\x01\n" +
+	"\areasons\x18\x03 \x03(\tR\areasons\"\xad\x01\n" +
 	"\x10CheckGateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12C\n" +
 	"\x10max_evidence_age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0emaxEvidenceAge\x12\x15\n" +
-	"\x06job_id\x18\x03 \x01(\tR\x05jobId\"\xb1\x03\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\x12)\n" +
+	"\x04view\x18\x04 \x01(\x0e2\x15.certsync.v1.GateViewR\x04view\"\xb1\x03\n" +
 	"\x11CheckGateResponse\x125\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x19.certsync.v1.GateDecisionR\bdecision\x126\n" +
 	"\n" +
@@ -805,9 +880,10 @@ const file_certsync_v1_gate_proto_rawDesc = "" +
 	"\n" +
 	"connection\x18\a \x01(\tR\n" +
 	"connection\x12\x18\n" +
-	"\asummary\x18\b \x01(\tR\asummary\"&\n" +
+	"\asummary\x18\b \x01(\tR\asummary\"Q\n" +
 	"\x10WatchGateRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xb1\x03\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x15.certsync.v1.GateViewR\x04view\"\xb1\x03\n" +
 	"\x11WatchGateResponse\x125\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x19.certsync.v1.GateDecisionR\bdecision\x126\n" +
 	"\n" +
@@ -846,7 +922,11 @@ const file_certsync_v1_gate_proto_rawDesc = "" +
 	"\x15EVIDENCE_SOURCE_PROBE\x10\x04\x12\x1b\n" +
 	"\x17EVIDENCE_SOURCE_IPS_JOB\x10\x05\x12\x1a\n" +
 	"\x16EVIDENCE_SOURCE_PERSON\x10\x06\x12\x1d\n" +
-	"\x19EVIDENCE_SOURCE_OPERATION\x10\aB9Z7github.com/certsync/certsync/gen/certsync/v1;certsyncv1b\x06proto3"
+	"\x19EVIDENCE_SOURCE_OPERATION\x10\a*N\n" +
+	"\bGateView\x12\x19\n" +
+	"\x15GATE_VIEW_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fGATE_VIEW_BASIC\x10\x01\x12\x12\n" +
+	"\x0eGATE_VIEW_FULL\x10\x02B9Z7github.com/certsync/certsync/gen/certsync/v1;certsyncv1b\x06proto3"
 
 var (
 	file_certsync_v1_gate_proto_rawDescOnce sync.Once
@@ -860,48 +940,51 @@ func file_certsync_v1_gate_proto_rawDescGZIP() []byte {
 	return file_certsync_v1_gate_proto_rawDescData
 }
 
-var file_certsync_v1_gate_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_certsync_v1_gate_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_certsync_v1_gate_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_certsync_v1_gate_proto_goTypes = []any{
 	(GateDecision)(0),             // 0: certsync.v1.GateDecision
 	(ConditionStatus)(0),          // 1: certsync.v1.ConditionStatus
 	(Severity)(0),                 // 2: certsync.v1.Severity
 	(EvidenceSource)(0),           // 3: certsync.v1.EvidenceSource
-	(*Condition)(nil),             // 4: certsync.v1.Condition
-	(*VerdictSummary)(nil),        // 5: certsync.v1.VerdictSummary
-	(*CheckGateRequest)(nil),      // 6: certsync.v1.CheckGateRequest
-	(*CheckGateResponse)(nil),     // 7: certsync.v1.CheckGateResponse
-	(*WatchGateRequest)(nil),      // 8: certsync.v1.WatchGateRequest
-	(*WatchGateResponse)(nil),     // 9: certsync.v1.WatchGateResponse
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
-	(*RemediationStep)(nil),       // 12: certsync.v1.RemediationStep
+	(GateView)(0),                 // 4: certsync.v1.GateView
+	(*Condition)(nil),             // 5: certsync.v1.Condition
+	(*VerdictSummary)(nil),        // 6: certsync.v1.VerdictSummary
+	(*CheckGateRequest)(nil),      // 7: certsync.v1.CheckGateRequest
+	(*CheckGateResponse)(nil),     // 8: certsync.v1.CheckGateResponse
+	(*WatchGateRequest)(nil),      // 9: certsync.v1.WatchGateRequest
+	(*WatchGateResponse)(nil),     // 10: certsync.v1.WatchGateResponse
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*RemediationStep)(nil),       // 13: certsync.v1.RemediationStep
 }
 var file_certsync_v1_gate_proto_depIdxs = []int32{
 	1,  // 0: certsync.v1.Condition.status:type_name -> certsync.v1.ConditionStatus
 	2,  // 1: certsync.v1.Condition.severity:type_name -> certsync.v1.Severity
-	10, // 2: certsync.v1.Condition.observed_time:type_name -> google.protobuf.Timestamp
+	11, // 2: certsync.v1.Condition.observed_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: certsync.v1.Condition.source:type_name -> certsync.v1.EvidenceSource
 	0,  // 4: certsync.v1.VerdictSummary.decision:type_name -> certsync.v1.GateDecision
-	10, // 5: certsync.v1.VerdictSummary.checked_at:type_name -> google.protobuf.Timestamp
-	11, // 6: certsync.v1.CheckGateRequest.max_evidence_age:type_name -> google.protobuf.Duration
-	0,  // 7: certsync.v1.CheckGateResponse.decision:type_name -> certsync.v1.GateDecision
-	4,  // 8: certsync.v1.CheckGateResponse.conditions:type_name -> certsync.v1.Condition
-	10, // 9: certsync.v1.CheckGateResponse.checked_at:type_name -> google.protobuf.Timestamp
-	11, // 10: certsync.v1.CheckGateResponse.evidence_age:type_name -> google.protobuf.Duration
-	11, // 11: certsync.v1.CheckGateResponse.retry_after:type_name -> google.protobuf.Duration
-	12, // 12: certsync.v1.CheckGateResponse.remediation:type_name -> certsync.v1.RemediationStep
-	0,  // 13: certsync.v1.WatchGateResponse.decision:type_name -> certsync.v1.GateDecision
-	4,  // 14: certsync.v1.WatchGateResponse.conditions:type_name -> certsync.v1.Condition
-	10, // 15: certsync.v1.WatchGateResponse.checked_at:type_name -> google.protobuf.Timestamp
-	11, // 16: certsync.v1.WatchGateResponse.evidence_age:type_name -> google.protobuf.Duration
-	11, // 17: certsync.v1.WatchGateResponse.retry_after:type_name -> google.protobuf.Duration
-	12, // 18: certsync.v1.WatchGateResponse.remediation:type_name -> certsync.v1.RemediationStep
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	11, // 5: certsync.v1.VerdictSummary.checked_at:type_name -> google.protobuf.Timestamp
+	12, // 6: certsync.v1.CheckGateRequest.max_evidence_age:type_name -> google.protobuf.Duration
+	4,  // 7: certsync.v1.CheckGateRequest.view:type_name -> certsync.v1.GateView
+	0,  // 8: certsync.v1.CheckGateResponse.decision:type_name -> certsync.v1.GateDecision
+	5,  // 9: certsync.v1.CheckGateResponse.conditions:type_name -> certsync.v1.Condition
+	11, // 10: certsync.v1.CheckGateResponse.checked_at:type_name -> google.protobuf.Timestamp
+	12, // 11: certsync.v1.CheckGateResponse.evidence_age:type_name -> google.protobuf.Duration
+	12, // 12: certsync.v1.CheckGateResponse.retry_after:type_name -> google.protobuf.Duration
+	13, // 13: certsync.v1.CheckGateResponse.remediation:type_name -> certsync.v1.RemediationStep
+	4,  // 14: certsync.v1.WatchGateRequest.view:type_name -> certsync.v1.GateView
+	0,  // 15: certsync.v1.WatchGateResponse.decision:type_name -> certsync.v1.GateDecision
+	5,  // 16: certsync.v1.WatchGateResponse.conditions:type_name -> certsync.v1.Condition
+	11, // 17: certsync.v1.WatchGateResponse.checked_at:type_name -> google.protobuf.Timestamp
+	12, // 18: certsync.v1.WatchGateResponse.evidence_age:type_name -> google.protobuf.Duration
+	12, // 19: certsync.v1.WatchGateResponse.retry_after:type_name -> google.protobuf.Duration
+	13, // 20: certsync.v1.WatchGateResponse.remediation:type_name -> certsync.v1.RemediationStep
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_certsync_v1_gate_proto_init() }
@@ -915,7 +998,7 @@ func file_certsync_v1_gate_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_certsync_v1_gate_proto_rawDesc), len(file_certsync_v1_gate_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
