@@ -9,15 +9,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
+	"github.com/certsync/certsync/service/auth"
 	"github.com/certsync/certsync/service/fault"
 	"github.com/certsync/certsync/service/reregister"
 	"github.com/certsync/certsync/service/store"
 )
 
 const defaultWaitTimeout = time.Minute
-
-// anonymous is the identity of callers while authentication is off.
-const anonymous = "anonymous"
 
 func (s *Server) operations() (*reregister.Manager, error) {
 	if s.ops == nil {
@@ -36,24 +34,42 @@ func (s *Server) ReregisterCertificate(ctx context.Context, req *certsyncv1.Rere
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	ev := s.newAudit(ctx, certsyncv1.CertSyncService_ReregisterCertificate_FullMethodName)
+	if ev != nil {
+		ev.Connection, ev.RequestID, ev.Reason = c.Name(), req.GetRequestId(), req.GetReason()
+	}
 	op, err := ops.Start(ctx, reregister.Request{
 		Connection: c.Config.ID, Etag: req.GetEtag(), ValidateOnly: req.GetValidateOnly(), RequestID: req.GetRequestId(),
-		MappingID: req.GetMappingId(), Reason: req.GetReason(), RequestedBy: anonymous,
+		MappingID: req.GetMappingId(), Reason: req.GetReason(), RequestedBy: callerIdentity(ctx).Name, Audit: ev,
 	})
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	s.audited(ctx, ev)
 	s.log.InfoContext(ctx, "re-registration", "connection", c.Name(), "operation", op.ID, "validate_only", op.ValidateOnly, "request_id", op.RequestID)
 	return &certsyncv1.ReregisterCertificateResponse{Operation: operationProto(op)}, nil
 }
 
-// GetOperation implements certsync.v1.CertSyncService.
-func (s *Server) GetOperation(ctx context.Context, req *certsyncv1.GetOperationRequest) (*certsyncv1.GetOperationResponse, error) {
+// operation loads an operation the caller may see: a caller limited to some
+// connections sees only their operations (and learns nothing of others').
+func (s *Server) operation(ctx context.Context, name string) (*reregister.Manager, *store.Operation, error) {
 	ops, err := s.operations()
 	if err != nil {
-		return nil, toStatus(ctx, s.log, err)
+		return nil, nil, err
 	}
-	op, err := ops.Get(ctx, strings.TrimPrefix(req.GetName(), operationPrefix))
+	op, err := ops.Get(ctx, strings.TrimPrefix(name, operationPrefix))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := auth.CheckAccess(ctx, operationPrefix+op.ID, op.Connection); err != nil {
+		return nil, nil, err
+	}
+	return ops, op, nil
+}
+
+// GetOperation implements certsync.v1.CertSyncService.
+func (s *Server) GetOperation(ctx context.Context, req *certsyncv1.GetOperationRequest) (*certsyncv1.GetOperationResponse, error) {
+	_, op, err := s.operation(ctx, req.GetName())
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -83,7 +99,7 @@ func (s *Server) ListOperations(ctx context.Context, req *certsyncv1.ListOperati
 
 // WaitOperation implements certsync.v1.CertSyncService.
 func (s *Server) WaitOperation(ctx context.Context, req *certsyncv1.WaitOperationRequest) (*certsyncv1.WaitOperationResponse, error) {
-	ops, err := s.operations()
+	ops, _, err := s.operation(ctx, req.GetName())
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -107,15 +123,38 @@ func (s *Server) WaitOperation(ctx context.Context, req *certsyncv1.WaitOperatio
 
 // CancelOperation implements certsync.v1.CertSyncService.
 func (s *Server) CancelOperation(ctx context.Context, req *certsyncv1.CancelOperationRequest) (*certsyncv1.CancelOperationResponse, error) {
-	ops, err := s.operations()
+	ops, op, err := s.operation(ctx, req.GetName())
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	op, err := ops.Cancel(ctx, strings.TrimPrefix(req.GetName(), operationPrefix), req.GetReason())
+	ev := s.newAudit(ctx, certsyncv1.CertSyncService_CancelOperation_FullMethodName)
+	if ev != nil {
+		ev.Connection, ev.Operation, ev.Reason = connectionPrefix+op.Connection, operationPrefix+op.ID, req.GetReason()
+	}
+	op, err = ops.Cancel(ctx, op.ID, req.GetReason(), ev)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	s.audited(ctx, ev)
 	return &certsyncv1.CancelOperationResponse{Operation: operationProto(op)}, nil
+}
+
+// ApproveOperation implements certsync.v1.CertSyncService.
+func (s *Server) ApproveOperation(ctx context.Context, req *certsyncv1.ApproveOperationRequest) (*certsyncv1.ApproveOperationResponse, error) {
+	ops, op, err := s.operation(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	ev := s.newAudit(ctx, certsyncv1.CertSyncService_ApproveOperation_FullMethodName)
+	if ev != nil {
+		ev.Connection, ev.Operation, ev.Reason = connectionPrefix+op.Connection, operationPrefix+op.ID, req.GetReason()
+	}
+	op, err = ops.Approve(ctx, op.ID, callerIdentity(ctx).Name, ev)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.audited(ctx, ev)
+	return &certsyncv1.ApproveOperationResponse{Operation: operationProto(op)}, nil
 }
 
 var operationStateProto = map[store.OperationState]certsyncv1.OperationState{

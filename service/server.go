@@ -18,6 +18,7 @@ import (
 	"github.com/certsync/certsync/service/inventory"
 	"github.com/certsync/certsync/service/metrics"
 	"github.com/certsync/certsync/service/reregister"
+	"github.com/certsync/certsync/service/store"
 	"github.com/certsync/certsync/service/x509cert"
 )
 
@@ -33,7 +34,9 @@ type Options struct {
 	Operations *reregister.Manager
 	// Metrics counts gate answers; nil: none.
 	Metrics *metrics.Metrics
-	Logger  *slog.Logger
+	// Store keeps the audit log; nil: no audit (and no audit RPCs).
+	Store  store.Store
+	Logger *slog.Logger
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -48,11 +51,14 @@ type Server struct {
 	gate    *gate.Gate
 	ops     *reregister.Manager
 	metrics *metrics.Metrics
+	st      store.Store
 }
+
+var errNoStore = fault.New(fault.Unimplemented, "NO_STORE", "this server runs without a store: the audit log is not available")
 
 // New builds a Server.
 func New(o Options) *Server {
-	s := &Server{log: o.Logger, now: o.Now, inv: o.Inventory, gate: o.Gate, ops: o.Operations, metrics: o.Metrics}
+	s := &Server{log: o.Logger, now: o.Now, inv: o.Inventory, gate: o.Gate, ops: o.Operations, metrics: o.Metrics, st: o.Store}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -88,12 +94,25 @@ func (s *Server) ListConnections(ctx context.Context, req *certsyncv1.ListConnec
 	size := pageSize(req.GetPageSize())
 	start := sort.Search(len(all), func(i int) bool { return all[i].Config.ID > after })
 	resp := &certsyncv1.ListConnectionsResponse{TotalSize: int32(len(all))}
-	end := min(start+size, len(all))
-	for _, c := range all[start:end] {
+	// A caller limited to some connections sees only those.
+	id := callerIdentity(ctx)
+	visible := all
+	if id.Scoped() {
+		visible = nil
+		for _, c := range all {
+			if id.MayAccess(c.Config.ID) {
+				visible = append(visible, c)
+			}
+		}
+		start = sort.Search(len(visible), func(i int) bool { return visible[i].Config.ID > after })
+		resp.TotalSize = int32(len(visible))
+	}
+	end := min(start+size, len(visible))
+	for _, c := range visible[start:end] {
 		resp.Connections = append(resp.Connections, s.connection(c))
 	}
-	if end < len(all) {
-		resp.NextPageToken = encodePageToken(all[end-1].Config.ID)
+	if end < len(visible) {
+		resp.NextPageToken = encodePageToken(visible[end-1].Config.ID)
 	}
 	return resp, nil
 }

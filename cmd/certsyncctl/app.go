@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -29,6 +28,8 @@ type app struct {
 	addr    string
 	output  string
 	timeout time.Duration
+
+	cacert, cert, key, tokenFile string
 }
 
 // command is one subcommand: its flags, its positional arguments and what it
@@ -57,6 +58,8 @@ func (a *app) commands() []*command {
 		cancelCommand(),
 		gateCommand(),
 		watchCommand(),
+		approveCommand(),
+		auditCommand(),
 	}
 }
 
@@ -72,6 +75,9 @@ func (a *app) usage() string {
 		"  --addr HOST:PORT   server address (default " + defaultAddr + ")\n" +
 		"  -o text|json       output format (default text)\n" +
 		"  --timeout DURATION per-call timeout (default 30s)\n" +
+		"  --cacert FILE      TLS: verify the server against this CA bundle\n" +
+		"  --cert, --key FILE TLS client certificate and key (mTLS)\n" +
+		"  --token-file FILE  bearer token (default: the CERTSYNC_TOKEN environment variable)\n" +
 		"\nexit status: 0 answer; 3 no answer (could not connect, bad usage, server error);\n" +
 		"for gate: 0 allow, 1 deny, 2 inconclusive, 3 no answer\n")
 	return b.String()
@@ -81,6 +87,10 @@ func (a *app) globalFlags(fs *flag.FlagSet) {
 	fs.StringVar(&a.addr, "addr", defaultAddr, "server address HOST:PORT")
 	fs.StringVar(&a.output, "o", "text", "output format: text or json")
 	fs.DurationVar(&a.timeout, "timeout", 30*time.Second, "per-call timeout")
+	fs.StringVar(&a.cacert, "cacert", "", "verify the server's TLS certificate against this CA bundle (turns TLS on)")
+	fs.StringVar(&a.cert, "cert", "", "client certificate for mTLS (with --key; turns TLS on)")
+	fs.StringVar(&a.key, "key", "", "the client certificate's key")
+	fs.StringVar(&a.tokenFile, "token-file", "", "bearer token file (default: $CERTSYNC_TOKEN)")
 }
 
 func (a *app) fail(format string, args ...any) int {
@@ -128,7 +138,11 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if len(pos) < cmd.minArgs || len(pos) > cmd.maxArgs {
 		return a.fail("usage: certsyncctl %s %s", cmd.name, cmd.args)
 	}
-	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dialOpts, err := a.dialOptions()
+	if err != nil {
+		return a.fail("%v", err)
+	}
+	conn, err := grpc.NewClient(a.addr, dialOpts...)
 	if err != nil {
 		return a.fail("cannot use address %q: %v", a.addr, err)
 	}
@@ -139,7 +153,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 // splitCommand finds the command name: the first argument that is neither a
 // global flag nor a global flag's value.
 func splitCommand(args []string) (string, []string) {
-	valueFlags := map[string]bool{"addr": true, "o": true, "timeout": true}
+	valueFlags := map[string]bool{"addr": true, "o": true, "timeout": true, "cacert": true, "cert": true, "key": true, "token-file": true}
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
 		if !strings.HasPrefix(arg, "-") || arg == "-" {

@@ -7,14 +7,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
 	"github.com/certsync/certsync/service"
+	"github.com/certsync/certsync/service/auth"
 	"github.com/certsync/certsync/service/compare"
 	"github.com/certsync/certsync/service/config"
 	"github.com/certsync/certsync/service/gate"
@@ -23,6 +28,7 @@ import (
 	"github.com/certsync/certsync/service/reregister"
 	"github.com/certsync/certsync/service/scim"
 	"github.com/certsync/certsync/service/store"
+	"github.com/certsync/certsync/service/tlsreload"
 )
 
 // daemon is a running certsyncd: what start built, in the order close
@@ -43,6 +49,10 @@ type daemon struct {
 	lis      net.Listener
 	metrHTTP *http.Server
 	metrLis  net.Listener
+
+	healthGRPC *grpc.Server
+	healthLis  net.Listener
+	tokens     *auth.Tokens
 
 	background    context.Context // the refresh and recovery loops
 	stopBackround context.CancelFunc
@@ -129,13 +139,31 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 		return nil, fmt.Errorf("recover operations: %w", err)
 	}
 
-	srv := service.New(service.Options{Inventory: d.inv, Operations: d.ops, Gate: d.gt, Metrics: m, Logger: log})
-	d.grpc = srv.NewGRPCServer(service.GRPCOptions{MaxMessageBytes: cfg.Server.MaxMessageBytes, Health: d.hs, Metrics: m})
+	authz, serverOpts, err := d.security(cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv := service.New(service.Options{Inventory: d.inv, Operations: d.ops, Gate: d.gt, Metrics: m, Store: d.st, Logger: log})
+	d.grpc = srv.NewGRPCServer(service.GRPCOptions{
+		MaxMessageBytes: cfg.Server.MaxMessageBytes, Health: d.hs, Metrics: m,
+		Auth: authz, NoReflection: cfg.Server.NoReflection, ServerOptions: serverOpts,
+	})
 	d.lis, err = net.Listen("tcp", cfg.Server.GRPCAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Server.GRPCAddr, err)
 	}
 	d.onClose(func() { d.lis.Close() })
+	if a := cfg.Server.HealthAddr; a != "" {
+		// Kubernetes probes can send neither a client certificate nor a
+		// token: health alone, in plain text, on a port of its own.
+		d.healthGRPC = grpc.NewServer()
+		healthpb.RegisterHealthServer(d.healthGRPC, d.hs)
+		d.healthLis, err = net.Listen("tcp", a)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s (health): %w", a, err)
+		}
+		d.onClose(func() { d.healthLis.Close() })
+	}
 	if a := cfg.Server.MetricsAddr; a != "" {
 		d.metrLis, err = net.Listen("tcp", a)
 		if err != nil {
@@ -192,14 +220,32 @@ func (d *daemon) serve(ctx context.Context) error {
 	d.background, d.stopBackround = context.WithCancel(context.Background())
 	d.loops = make(chan struct{})
 	go func() {
-		done := make(chan struct{})
-		go func() { d.ops.Run(d.background); close(done) }()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); d.ops.Run(d.background) }()
+		if d.tokens != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d.tokens.Run(d.background, time.Second, func(err error) {
+					if err != nil {
+						d.log.Error("tokens file not reloaded; the last good one stays in force", "file", d.tokens.Path(), "err", err)
+					} else {
+						d.log.Info("tokens file reloaded", "file", d.tokens.Path())
+					}
+				})
+			}()
+		}
 		_ = d.gt.Run(d.background)
-		<-done
+		wg.Wait()
 		close(d.loops)
 	}()
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- d.grpc.Serve(d.lis) }()
+	if d.healthGRPC != nil {
+		go func() { serveErr <- d.healthGRPC.Serve(d.healthLis) }()
+	}
+
 	if d.metrHTTP != nil {
 		go func() {
 			if err := d.metrHTTP.Serve(d.metrLis); !errors.Is(err, http.ErrServerClosed) {
@@ -242,6 +288,9 @@ func (d *daemon) shutdown() {
 	drainCtx, cancel := context.WithDeadline(context.Background(), deadline.Add(time.Second))
 	d.ops.Drain(drainCtx)
 	cancel()
+	if d.healthGRPC != nil {
+		d.healthGRPC.Stop()
+	}
 	d.stopBackround()
 	<-d.loops
 	if d.metrHTTP != nil {
@@ -250,4 +299,48 @@ func (d *daemon) shutdown() {
 		cancel()
 	}
 	d.log.Info("stopped")
+}
+
+// security builds TLS and authentication from the configuration, validated
+// before: TLS with certificate files re-read on change; tokens re-read on
+// change; identities from client certificates bound to roles.
+func (d *daemon) security(cfg *config.Config) (*auth.Authorizer, []grpc.ServerOption, error) {
+	s := cfg.Server
+	var opts []grpc.ServerOption
+	if s.TLS() {
+		r, err := tlsreload.New(tlsreload.Options{CertFile: s.TLSCert, KeyFile: s.TLSKey, ClientCAFile: s.ClientCA,
+			RequireClientCert: s.RequireClientCert, Logger: d.log.With("component", "tls")})
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
+	}
+	o := auth.DefaultOptions()
+	o.Required = s.AuthRequired()
+	o.Bindings = cfg.Auth.Identities
+	o.OpenReflection = !s.NoReflection
+	o.Logger = d.log.With("component", "auth")
+	o.OnAuthenticated = func(ctx context.Context, id auth.Identity) {
+		service.NoteIdentity(ctx, id)
+		// The caller's name on the call's log line (never a token).
+		logging.AddFields(ctx, logging.Fields{"auth.identity", id.Name, "auth.method", id.Method})
+	}
+	if s.TokensFile != "" {
+		t, err := auth.LoadTokens(s.TokensFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		d.tokens, o.Tokens = t, t
+	}
+	authz, err := auth.New(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.InsecureNoTLS {
+		d.log.Warn("serving without TLS on a non-loopback address (--insecure-no-tls)", "grpc_addr", s.GRPCAddr)
+	}
+	if s.InsecureNoAuth {
+		d.log.Warn("serving without authentication (--insecure-no-auth): every caller has every role", "grpc_addr", s.GRPCAddr)
+	}
+	return authz, opts, nil
 }

@@ -48,6 +48,15 @@ func newServeFlagSet(stderr io.Writer) (*flag.FlagSet, *serverFlags) {
 		return nil
 	})
 	fs.Func("gate-probe-interval", "least time between two gatherings of a connection's evidence for the gate (default 1s)", durationFlag(&f.cfg.GateProbeInterval))
+	fs.StringVar(&f.cfg.TLSCert, "tls-cert", "", "serve gRPC over TLS with this certificate (PEM; re-read when it changes)")
+	fs.StringVar(&f.cfg.TLSKey, "tls-key", "", "the TLS certificate's private key (PEM)")
+	fs.StringVar(&f.cfg.ClientCA, "client-ca", "", "verify client certificates against this CA bundle; their identities get roles from auth.identities")
+	fs.BoolVar(&f.cfg.RequireClientCert, "require-client-cert", false, "demand a client certificate at the TLS handshake")
+	fs.StringVar(&f.cfg.TokensFile, "tokens", "", "bearer tokens file (names, roles, SHA-256 hashes; re-read when it changes)")
+	fs.StringVar(&f.cfg.HealthAddr, "health-addr", "", "serve grpc.health.v1 alone here, without TLS or authentication (Kubernetes probes)")
+	fs.BoolVar(&f.cfg.NoReflection, "no-reflection", false, "close server reflection on the main port")
+	fs.BoolVar(&f.cfg.InsecureNoTLS, "insecure-no-tls", false, "allow a non-loopback --grpc-addr without TLS")
+	fs.BoolVar(&f.cfg.InsecureNoAuth, "insecure-no-auth", false, "allow a non-loopback --grpc-addr without authentication")
 	fs.Func("lock-ttl", "lease on what a running re-registration touches; another replica recovers the operation once it expires (default 30s)", durationFlag(&f.cfg.LockTTL))
 	fs.Func("settle-window", "how long a re-registration keeps probing after the upload (default 2m)", durationFlag(&f.cfg.SettleWindow))
 	fs.BoolVar(&f.sandbox, "sandbox", false, "also run the simulated IPS and SF in this process and serve its demo connections")
@@ -107,6 +116,24 @@ func loadConfig(fs *flag.FlagSet, f *serverFlags) (*config.Config, config.Proble
 			cfg.Server.RefreshInterval = f.cfg.RefreshInterval
 		case "gate-probe-interval":
 			cfg.Server.GateProbeInterval = f.cfg.GateProbeInterval
+		case "tls-cert":
+			cfg.Server.TLSCert = f.cfg.TLSCert
+		case "tls-key":
+			cfg.Server.TLSKey = f.cfg.TLSKey
+		case "client-ca":
+			cfg.Server.ClientCA = f.cfg.ClientCA
+		case "require-client-cert":
+			cfg.Server.RequireClientCert = f.cfg.RequireClientCert
+		case "tokens":
+			cfg.Server.TokensFile = f.cfg.TokensFile
+		case "health-addr":
+			cfg.Server.HealthAddr = f.cfg.HealthAddr
+		case "no-reflection":
+			cfg.Server.NoReflection = f.cfg.NoReflection
+		case "insecure-no-tls":
+			cfg.Server.InsecureNoTLS = f.cfg.InsecureNoTLS
+		case "insecure-no-auth":
+			cfg.Server.InsecureNoAuth = f.cfg.InsecureNoAuth
 		}
 	})
 	cfg.ApplyDefaults()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/certsync/certsync/service/auth"
 )
 
 // Defaults, in one place.
@@ -35,7 +37,16 @@ const (
 // Config is the whole configuration.
 type Config struct {
 	Server      Server       `yaml:"server"`
+	Auth        Auth         `yaml:"auth"`
 	Connections []Connection `yaml:"connections"`
+}
+
+// Auth gives identities from client certificates their roles.
+type Auth struct {
+	// Identities bind a certificate identity (a URI SAN such as a SPIFFE
+	// id, else the subject CN) to a role, optionally limited to
+	// connections matching patterns.
+	Identities []auth.Binding `yaml:"identities"`
 }
 
 // Server holds process-wide settings. Every field has a flag of the same
@@ -61,7 +72,33 @@ type Server struct {
 	// GateProbeInterval is the least time between two gatherings for the
 	// gate per connection (each is a login at SF).
 	GateProbeInterval Duration `yaml:"gate_probe_interval"`
+
+	// TLSCert and TLSKey serve gRPC over TLS; ClientCA verifies client
+	// certificates (when a client presents one, or always with
+	// RequireClientCert). Files are re-read when they change.
+	TLSCert           string `yaml:"tls_cert"`
+	TLSKey            string `yaml:"tls_key"`
+	ClientCA          string `yaml:"client_ca"`
+	RequireClientCert bool   `yaml:"require_client_cert"`
+	// TokensFile lists bearer tokens (names, roles, SHA-256 hashes).
+	TokensFile string `yaml:"tokens_file"`
+	// HealthAddr serves grpc.health.v1 alone, without TLS or
+	// authentication, for Kubernetes probes.
+	HealthAddr string `yaml:"health_addr"`
+	// NoReflection closes server reflection on the main port.
+	NoReflection bool `yaml:"no_reflection"`
+	// InsecureNoTLS and InsecureNoAuth allow listening on a non-loopback
+	// address without TLS or without authentication.
+	InsecureNoTLS  bool `yaml:"insecure_no_tls"`
+	InsecureNoAuth bool `yaml:"insecure_no_auth"`
 }
+
+// TLS reports whether the gRPC server uses TLS.
+func (s Server) TLS() bool { return s.TLSCert != "" || s.TLSKey != "" }
+
+// AuthRequired reports whether every call must authenticate: once TLS or
+// tokens are configured.
+func (s Server) AuthRequired() bool { return s.TLS() || s.TokensFile != "" }
 
 // Connection is one IPS source system reading one SF company.
 type Connection struct {

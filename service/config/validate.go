@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/certsync/certsync/service/auth"
 	"github.com/certsync/certsync/service/sfhost"
 	"github.com/certsync/certsync/service/x509cert"
 )
@@ -88,6 +89,9 @@ func (c *Config) ResolvePaths(dir string) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+	for _, p := range []*string{&c.Server.TLSCert, &c.Server.TLSKey, &c.Server.ClientCA, &c.Server.TokensFile} {
+		abs(p)
+	}
 	for i := range c.Connections {
 		cn := &c.Connections[i]
 		for _, p := range []*string{&cn.SF.CAFile, &cn.Source.File, &cn.Source.CAFile, &cn.Registry.TokenFile, &cn.Registry.CAFile, &cn.Probe.CertFile, &cn.Probe.KeyFile} {
@@ -149,6 +153,8 @@ func (c *Config) Validate() Problems {
 	default:
 		add(Error, "server.store", "must be sqlite:PATH or postgres://...; got a value starting %q", st[:min(len(st), 12)])
 	}
+
+	ps = append(ps, c.validateSecurity()...)
 
 	seen := map[string]int{}
 	for i := range c.Connections {
@@ -250,6 +256,72 @@ func validateConnection(cn *Connection, field string) Problems {
 		add(Warning, "probe.accept_platform_only_evidence", "has no effect unless probe.identity is separate")
 	}
 	return ps
+}
+
+// validateSecurity checks transport and authentication settings, and
+// refuses set-ups that would expose certsync to the network unprotected.
+func (c *Config) validateSecurity() Problems {
+	var ps Problems
+	add := func(sev Severity, field, format string, args ...any) {
+		ps = append(ps, Problem{Severity: sev, Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	s := c.Server
+	switch {
+	case s.TLSCert != "" && s.TLSKey == "":
+		add(Error, "server.tls_key", "required with server.tls_cert (--tls-key)")
+	case s.TLSKey != "" && s.TLSCert == "":
+		add(Error, "server.tls_cert", "required with server.tls_key (--tls-cert)")
+	case s.TLSCert != "":
+		if _, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey); err != nil {
+			add(Error, "server.tls_key", "cannot use %s with %s: %v", s.TLSCert, s.TLSKey, err)
+		}
+	}
+	if s.ClientCA != "" {
+		if !s.TLS() {
+			add(Error, "server.client_ca", "client certificates need TLS: set server.tls_cert and server.tls_key (--tls-cert, --tls-key)")
+		}
+		checkCAFile(s.ClientCA, func(format string, args ...any) { add(Error, "server.client_ca", format, args...) })
+	}
+	if s.RequireClientCert && s.ClientCA == "" {
+		add(Error, "server.require_client_cert", "needs server.client_ca (--client-ca) to verify the certificates it requires")
+	}
+	if s.TokensFile != "" {
+		if err := checkReadable(s.TokensFile); err != nil {
+			add(Error, "server.tokens_file", "%v", err)
+		}
+	}
+	if s.TLS() && s.ClientCA == "" && s.TokensFile == "" {
+		add(Error, "server.tls_cert", "TLS without a client CA (--client-ca) or tokens (--tokens) leaves nobody able to authenticate")
+	}
+	if err := auth.ValidateBindings(c.Auth.Identities); err != nil {
+		add(Error, "auth.identities", "%v", err)
+	}
+	if len(c.Auth.Identities) > 0 && s.ClientCA == "" {
+		add(Error, "auth.identities", "identities come from client certificates, which need server.client_ca (--client-ca)")
+	}
+	if s.HealthAddr != "" {
+		if _, _, err := net.SplitHostPort(s.HealthAddr); err != nil {
+			add(Error, "server.health_addr", "%q is not HOST:PORT", s.HealthAddr)
+		}
+	}
+	if host, _, err := net.SplitHostPort(s.GRPCAddr); err == nil && !loopback(host) {
+		if !s.TLS() && !s.InsecureNoTLS {
+			add(Error, "server.grpc_addr", "%s is not a loopback address and TLS is off: set --tls-cert and --tls-key, or --insecure-no-tls if something else encrypts the traffic", s.GRPCAddr)
+		}
+		if !s.AuthRequired() && !s.InsecureNoAuth {
+			add(Error, "server.grpc_addr", "%s is not a loopback address and authentication is off: set --tokens or --client-ca, or --insecure-no-auth if something else authenticates callers", s.GRPCAddr)
+		}
+	}
+	return ps
+}
+
+// loopback reports whether a listen host only accepts local connections.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // validateSFURL applies DOMAIN.md's rules for IPS's URL property.

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"time"
 )
 
@@ -66,6 +67,8 @@ type LeafOptions struct {
 	Usages   []x509.ExtKeyUsage
 	DNSNames []string
 	IPs      []net.IP
+	// URIs are URI subject alternative names, such as SPIFFE ids.
+	URIs []*url.URL
 	// Key, when set, is reused (a re-issue with the same key pair); otherwise
 	// a new P-256 key is generated.
 	Key crypto.Signer
@@ -94,6 +97,7 @@ func (ca *CA) Issue(o LeafOptions) (*Leaf, error) {
 		ExtKeyUsage:  usages,
 		DNSNames:     o.DNSNames,
 		IPAddresses:  o.IPs,
+		URIs:         o.URIs,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {

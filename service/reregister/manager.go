@@ -247,7 +247,9 @@ func (m *Manager) notify(id string) {
 // Cancel asks an operation to stop before its next side effect. A running
 // delete is always followed by its upload: cancelling then ends the
 // operation once the certificate is back in place.
-func (m *Manager) Cancel(ctx context.Context, id, reason string) (*store.Operation, error) {
+//
+// audit, when not nil, is written in the same transaction as the request.
+func (m *Manager) Cancel(ctx context.Context, id, reason string, audit *store.AuditEvent) (*store.Operation, error) {
 	for {
 		op, err := m.Get(ctx, id)
 		if err != nil {
@@ -260,16 +262,81 @@ func (m *Manager) Cancel(ctx context.Context, id, reason string) (*store.Operati
 		if op.State == store.StatePendingApproval {
 			m.finish(op, store.StateCancelled, nil, "cancelled before approval")
 		}
-		err = m.o.Store.UpdateOperation(ctx, op, nil)
+		err = m.o.Store.UpdateOperation(ctx, op, audit)
 		if errors.Is(err, store.ErrConflict) {
 			continue // the runner journaled a step meanwhile; try again
 		}
 		if err != nil {
 			return nil, err
 		}
+		m.noteChange()
 		m.notify(id)
 		return op, nil
 	}
+}
+
+// Approve lets an operation that waits for approval run. The approver must
+// be another identity than the requester: nobody approves their own change.
+// The checks run again, since SF or IPS may have changed while it waited.
+func (m *Manager) Approve(ctx context.Context, id, approver string, audit *store.AuditEvent) (*store.Operation, error) {
+	op, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	name := "operations/" + id
+	if op.State != store.StatePendingApproval {
+		return op, fault.New(fault.FailedPrecondition, "NOT_PENDING_APPROVAL", "operation %s is %s, not waiting for approval", name, op.State).With("operation", name).With("state", string(op.State))
+	}
+	if approver == op.RequestedBy {
+		return op, fault.New(fault.PermissionDenied, "SELF_APPROVAL", "%s requested operation %s and cannot approve it: another identity with the approver role must", approver, name).
+			With("operation", name).With("identity", approver)
+	}
+	c, ok := m.o.Inventory.Get(op.Connection)
+	if !ok || c.Registry == nil {
+		return op, fault.New(fault.FailedPrecondition, "CONNECTION_GONE", "the connection of operation %s is no longer configured with a registry driver", name)
+	}
+	p, err := m.plan(ctx, c, Request{Connection: op.Connection, MappingID: op.MappingID})
+	if err != nil {
+		return op, err
+	}
+	if p.etag != op.Etag {
+		m.finish(op, store.StateFailed, &store.OperationError{Code: "FAILED_PRECONDITION", Reason: "ETAG_MISMATCH",
+			Message: "IPS's certificate or SF's mapping changed while the operation waited for approval; request it again"}, "")
+		if err := m.o.Store.UpdateOperation(ctx, op, audit); err != nil {
+			return nil, err
+		}
+		m.noteChange()
+		e := fault.New(fault.FailedPrecondition, "ETAG_MISMATCH", "IPS's certificate or SF's mapping changed while operation %s waited for approval; it ended, request it again", name).With("operation", name)
+		e.Violations = []fault.Violation{{Type: "ETAG", Subject: name, Description: e.Message}}
+		return nil, e
+	}
+	owner := m.owner(op.ID)
+	ok, holder, err := m.acquire(ctx, op.LockKeys, owner)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, busyFault(c, holder)
+	}
+	now := m.o.Now()
+	op.State, op.ApprovedBy, op.UpdateTime = store.StateRunning, approver, now
+	op.SourceCertificateDER, op.Backup, op.Upload = p.source.Raw, p.backup, p.upload
+	for i := range op.Steps {
+		if op.Steps[i].Kind == store.StepAwaitApproval {
+			op.Steps[i].State, op.Steps[i].EndTime, op.Steps[i].Message = store.StepSucceeded, now, "approved by "+approver
+		}
+	}
+	if err := m.o.Store.UpdateOperation(ctx, op, audit); err != nil {
+		m.release(op.LockKeys, owner)
+		return nil, err
+	}
+	mine, err := m.o.Store.GetOperation(ctx, op.ID)
+	if err != nil {
+		m.release(op.LockKeys, owner)
+		return nil, err
+	}
+	m.launch(mine, owner)
+	return op, nil
 }
 
 // Running implements gate.Operations. It is cheap: operations of this

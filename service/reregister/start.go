@@ -27,6 +27,9 @@ type Request struct {
 	MappingID    string
 	Reason       string
 	RequestedBy  string
+	// Audit, when not nil, is written in the same transaction as the new
+	// operation: a change whose audit cannot be written is refused.
+	Audit *store.AuditEvent
 }
 
 // Start checks the preconditions, journals the operation with everything a
@@ -75,6 +78,9 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 			{Kind: store.StepProbe, State: store.StepPending},
 		},
 	}
+	if req.Audit != nil {
+		req.Audit.Operation = "operations/" + op.ID
+	}
 	if plan.backup == nil {
 		op.Steps[3] = store.Step{Kind: store.StepDeleteMapping, State: store.StepSkipped, Message: "SF maps no certificate for IPS: nothing to delete"}
 	}
@@ -88,7 +94,18 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 		}
 		op.State, op.EndTime = store.StateSucceeded, now
 		op.Notes = append(op.Notes, "validate_only: every check passed; nothing was changed in SF")
-		return m.create(ctx, op)
+		return m.create(ctx, op, req.Audit)
+	}
+	if c.Config.RequiresApproval {
+		// Nothing is locked or changed until someone else approves.
+		op.State = store.StatePendingApproval
+		op.Steps = append(op.Steps[:3], append([]store.Step{{Kind: store.StepAwaitApproval, State: store.StepAwaitingConfirmation,
+			StartTime: now, Message: "waiting for another identity with the approver role (ApproveOperation)"}}, op.Steps[3:]...)...)
+		created, err := m.create(ctx, op, req.Audit)
+		if err == nil {
+			m.noteChange()
+		}
+		return created, err
 	}
 
 	owner := m.owner(op.ID)
@@ -99,7 +116,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 	if !ok {
 		return nil, busyFault(c, holder)
 	}
-	created, err := m.create(ctx, op)
+	created, err := m.create(ctx, op, req.Audit)
 	if err != nil || created.ID != op.ID {
 		m.release(op.LockKeys, owner)
 		return created, err
@@ -115,8 +132,8 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 	return created, nil
 }
 
-func (m *Manager) create(ctx context.Context, op *store.Operation) (*store.Operation, error) {
-	created, err := m.o.Store.CreateOperation(ctx, op, nil)
+func (m *Manager) create(ctx context.Context, op *store.Operation, audit *store.AuditEvent) (*store.Operation, error) {
+	created, err := m.o.Store.CreateOperation(ctx, op, audit)
 	if errors.Is(err, store.ErrConflict) && created != nil {
 		return created, nil // the same request_id raced in from elsewhere
 	}
