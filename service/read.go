@@ -40,15 +40,11 @@ func (s *Server) compare(ctx context.Context, c *inventory.Connection) (compare.
 		return compare.Comparison{}, fault.New(fault.FailedPrecondition, "MANUAL_REGISTRY",
 			"%s uses the manual registry driver: certsync cannot read SF's mappings itself", c.Name()).With("connection", c.Name())
 	}
-	src, srcErr := c.Source.Active(ctx)
-	mappings, err := c.Registry.List(ctx)
-	if err != nil {
-		return compare.Comparison{}, registryFault(c, err)
+	r := c.Read(ctx, s.now(), 0)
+	if r.RegistryErr != nil {
+		return compare.Comparison{}, registryFault(c, r.RegistryErr)
 	}
-	return compare.Compare(compare.Input{
-		Source: src, SourceErr: srcErr, Mappings: mappings, Now: s.now(),
-		PinnedSubject: c.Config.PinnedSubject, PinnedIssuer: c.Config.PinnedIssuer,
-	}), nil
+	return *r.Comparison, nil
 }
 
 // registryFault explains a registry failure: transient ones are UNAVAILABLE

@@ -189,6 +189,16 @@ func Explanation(c Cause, s Situation) string {
 	return ""
 }
 
+// ProbeCertificateStep is what to do when certsync's own probe certificate
+// is the problem: a certsync configuration matter, not an SF or IPS failure.
+func ProbeCertificateStep() Step {
+	return Step{
+		Action: ActionFixProbeCertificate,
+		Text: "Fix the probe's own certificate: renew or replace the key pair in the connection's probe.cert_file and probe.key_file " +
+			"(with a separate probe identity, also map the new certificate in SF Security Center). This says nothing about IPS's certificate.",
+	}
+}
+
 func stepCompareFingerprints() Step {
 	return Step{
 		Action: ActionCompareFingerprints,

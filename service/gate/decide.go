@@ -350,7 +350,7 @@ func (d *decider) probe() {
 			// about IPS: never DENY on it (DESIGN.md, the probe's identity).
 			probeCertBad = true
 			pc.Severity, pc.Inconclusive = Warning, true
-			d.remedy(bucketProbeCert, fixProbeCertificate())
+			d.remedy(bucketProbeCert, diagnose.ProbeCertificateStep())
 		}
 	}
 
@@ -395,7 +395,7 @@ func (d *decider) probe() {
 			// a wrong URL or company id would fail IPS the same way.
 			sa.Status, sa.Severity, sa.Reason, sa.Inconclusive = Unknown, Warning, ReasonProbeCertificateInvalid, true
 			sa.Message = fmt.Sprintf("SF refused the probe's own (separate) certificate (%s: %s); this says nothing about IPS's certificate; fix the probe's certificate or its mapping", reason, answer(r))
-			d.remedy(bucketProbeCert, fixProbeCertificate())
+			d.remedy(bucketProbeCert, diagnose.ProbeCertificateStep())
 		default:
 			sa.Status, sa.Severity, sa.Reason = False, Error, reason
 			sa.Message = fmt.Sprintf("SF refused the probe (%s): %s", answer(r), diagnose.Explanation(cause, sit))
@@ -530,17 +530,6 @@ func pick(c diagnose.Cause, s diagnose.Situation, actions ...diagnose.Action) []
 // uploadActive is DOMAIN.md's fix for SF holding another certificate.
 func uploadActive() []diagnose.Step {
 	return diagnose.Remediation(diagnose.CauseInvalidClientCertificate, diagnose.Situation{FingerprintsKnown: true, FingerprintsMatch: false})
-}
-
-// fixProbeCertificate is the one step diagnose has no text for yet: the
-// probe's own certificate is a certsync configuration matter, not an SF or
-// IPS failure.
-func fixProbeCertificate() diagnose.Step {
-	return diagnose.Step{
-		Action: diagnose.ActionFixProbeCertificate,
-		Text: "Fix the probe's own certificate: renew or replace the key pair in the connection's probe.cert_file and probe.key_file " +
-			"(with a separate probe identity, also map the new certificate in SF Security Center). This says nothing about IPS's certificate.",
-	}
 }
 
 func (d *decider) verdict() Verdict {

@@ -104,27 +104,11 @@ func (g *Gate) collect(ctx context.Context, c *inventory.Connection, start time.
 		close(probed)
 	}
 
-	var src *x509.Certificate
-	if c.Source == nil {
-		ev.SourceErr = errors.New("no certificate source is configured")
-	} else if src, ev.SourceErr = c.Source.Active(ctx); src != nil {
-		s := x509cert.Summarize(src)
+	r := c.Read(ctx, start, g.policy.Expiry.Warning)
+	ev.SourceErr, ev.RegistryErr, ev.Comparison = r.SourceErr, r.RegistryErr, r.Comparison
+	if r.Source != nil {
+		s := x509cert.Summarize(r.Source)
 		ev.Source = &s
-	} else if ev.SourceErr == nil {
-		ev.SourceErr = errors.New("the source returned no certificate")
-	}
-	if c.Registry != nil {
-		mappings, err := c.Registry.List(ctx)
-		if err != nil {
-			ev.RegistryErr = err
-		} else {
-			cmp := compare.Compare(compare.Input{
-				Source: src, SourceErr: ev.SourceErr, Mappings: mappings, Now: start,
-				PinnedSubject: c.Config.PinnedSubject, PinnedIssuer: c.Config.PinnedIssuer,
-				ExpiryWarning: g.policy.Expiry.Warning,
-			})
-			ev.Comparison = &cmp
-		}
 	}
 	ev.ProbeCert, ev.ProbeCertErr = readCertificate(c.Config.Probe.CertFile)
 	if ops := g.o.Operations; ops != nil {

@@ -4,6 +4,7 @@
 package inventory
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/certsync/certsync/service/compare"
 	"github.com/certsync/certsync/service/config"
 	"github.com/certsync/certsync/service/registry"
 	"github.com/certsync/certsync/service/scim"
@@ -166,4 +168,45 @@ func (inv *Inventory) Close() {
 			cl.Close()
 		}
 	}
+}
+
+// Reading is what one look at both sides of a connection found.
+type Reading struct {
+	// Source is IPS's active certificate; nil with SourceErr when it could
+	// not be read.
+	Source    *x509.Certificate
+	SourceErr error
+	// RegistryErr says why SF's mappings could not be read; Comparison is
+	// nil then, and for the manual driver, which cannot read them.
+	RegistryErr error
+	Comparison  *compare.Comparison
+}
+
+// Read reads IPS's active certificate and SF's mappings and compares them:
+// the one way the handlers, the gate and re-registration look at a
+// connection. A source that cannot be read is part of the comparison
+// (SOURCE_MISSING); a registry that cannot be read leaves no comparison,
+// since nothing can be said about SF's side.
+func (c *Connection) Read(ctx context.Context, now time.Time, expiryWarning time.Duration) Reading {
+	var r Reading
+	if c.Source == nil {
+		r.SourceErr = errors.New("no certificate source is configured")
+	} else if r.Source, r.SourceErr = c.Source.Active(ctx); r.Source == nil && r.SourceErr == nil {
+		r.SourceErr = errors.New("the source returned no certificate")
+	}
+	if c.Registry == nil {
+		return r
+	}
+	mappings, err := c.Registry.List(ctx)
+	if err != nil {
+		r.RegistryErr = err
+		return r
+	}
+	cmp := compare.Compare(compare.Input{
+		Source: r.Source, SourceErr: r.SourceErr, Mappings: mappings, Now: now,
+		PinnedSubject: c.Config.PinnedSubject, PinnedIssuer: c.Config.PinnedIssuer,
+		ExpiryWarning: expiryWarning,
+	})
+	r.Comparison = &cmp
+	return r
 }

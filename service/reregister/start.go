@@ -167,9 +167,9 @@ type plan struct {
 // plan runs every check against a fresh comparison and decides what the
 // operation will delete and upload.
 func (m *Manager) plan(ctx context.Context, c *inventory.Connection, req Request) (*plan, error) {
-	src, srcErr := c.Source.Active(ctx)
-	mappings, err := c.Registry.List(ctx)
-	if err != nil {
+	reading := c.Read(ctx, m.o.Now(), 0)
+	src, srcErr := reading.Source, reading.SourceErr
+	if err := reading.RegistryErr; err != nil {
 		var re *registry.Error
 		if errors.As(err, &re) && re.Transient {
 			e := fault.New(fault.Unavailable, "REGISTRY_UNAVAILABLE", "SF's certificate registry could not be reached (step %s): %s", re.Step, re.Message).With("step", string(re.Step)).With("connection", c.Name())
@@ -178,8 +178,7 @@ func (m *Manager) plan(ctx context.Context, c *inventory.Connection, req Request
 		}
 		return nil, fault.New(fault.FailedPrecondition, "REGISTRY_REFUSED", "SF's certificate registry refused to list mappings: %v", err).With("connection", c.Name())
 	}
-	cmp := compare.Compare(compare.Input{Source: src, SourceErr: srcErr, Mappings: mappings, Now: m.o.Now(),
-		PinnedSubject: c.Config.PinnedSubject, PinnedIssuer: c.Config.PinnedIssuer})
+	cmp := *reading.Comparison
 	precondition := func(typ, reason, format string, args ...any) error {
 		e := fault.New(fault.FailedPrecondition, reason, format, args...).With("connection", c.Name())
 		e.Violations = []fault.Violation{{Type: typ, Subject: c.Name(), Description: e.Message}}
