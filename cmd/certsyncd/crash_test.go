@@ -6,14 +6,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,33 +24,6 @@ import (
 	"github.com/certsync/certsync/service/config"
 	"github.com/certsync/certsync/service/testutil"
 )
-
-var (
-	fpOnce sync.Once
-	fpBin  string
-	fpErr  error
-)
-
-// failpointBinary builds certsyncd with -tags failpoints: CERTSYNC_FAILPOINT
-// then kills the process with SIGKILL at the named step boundary.
-func failpointBinary(t *testing.T) string {
-	t.Helper()
-	fpOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "certsyncd-fp-")
-		if err != nil {
-			fpErr = err
-			return
-		}
-		fpBin = filepath.Join(dir, "certsyncd")
-		if out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", fpBin, ".").CombinedOutput(); err != nil {
-			fpErr = errors.New(string(out))
-		}
-	})
-	if fpErr != nil {
-		t.Fatalf("build with failpoints: %v", fpErr)
-	}
-	return fpBin
-}
 
 // sandboxControl talks to a sandbox process's control API.
 type sandboxControl struct {
@@ -122,14 +93,22 @@ type server struct {
 
 func startServer(t *testing.T, bin, cfgPath, dataDir, failpoint string) *server {
 	t.Helper()
+	return startServeProcess(t, bin, []string{"CERTSYNC_FAILPOINT=" + failpoint},
+		"--config", cfgPath, "--data-dir", dataDir, "--settle-window", "5s")
+}
+
+// startServeProcess runs `certsyncd serve` as a process of its own on a free
+// address, with a client connected; the process is killed at the end.
+func startServeProcess(t *testing.T, bin string, env []string, args ...string) *server {
+	t.Helper()
 	addr := testutil.FreeAddr(t)
 	s := &server{done: make(chan struct{}), log: filepath.Join(t.TempDir(), "serve.log")}
 	logFile, err := os.Create(s.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--grpc-addr", addr, "--data-dir", dataDir, "--settle-window", "5s", "--log-format", "json")
-	s.cmd.Env = append(os.Environ(), "CERTSYNC_FAILPOINT="+failpoint)
+	s.cmd = exec.Command(bin, append([]string{"serve", "--grpc-addr", addr, "--log-format", "json"}, args...)...)
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -139,7 +118,7 @@ func startServer(t *testing.T, bin, cfgPath, dataDir, failpoint string) *server 
 		s.kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(s.log)
-			t.Logf("serve log (failpoint %q):\n%s", failpoint, b)
+			t.Logf("serve %v %v log:\n%s", env, args, b)
 		}
 	})
 	testutil.WaitListening(t, addr, 30*time.Second)
@@ -210,7 +189,7 @@ func TestCrashAtEveryStepBoundary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs separate processes")
 	}
-	bin := failpointBinary(t)
+	bin := binary(t, "failpoints")
 	cfgPath := filepath.Join(t.TempDir(), "sandbox.yaml")
 	startProcess(t, "sandbox", "--addr", "127.0.0.1:0", "--write-config", cfgPath)
 	waitFile(t, cfgPath, 30*time.Second)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,33 +19,41 @@ import (
 	"github.com/certsync/certsync/service/testutil"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// builds holds one certsyncd build per set of build tags, made once per
+// test run, for tests that need separate OS processes.
+var builds sync.Map // tags -> *build
 
-// binary builds certsyncd once per test run, for tests that need separate
-// OS processes.
-func binary(t *testing.T) string {
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// binary builds certsyncd (with the given build tags) once per test run.
+func binary(t *testing.T, tags ...string) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	key := strings.Join(tags, ",")
+	v, _ := builds.LoadOrStore(key, &build{})
+	b := v.(*build)
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "certsyncd-bin-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "certsyncd")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			t.Logf("%s", out)
+		b.path = filepath.Join(dir, "certsyncd")
+		args := []string{"build", "-o", b.path}
+		if key != "" {
+			args = append(args, "-tags", key)
+		}
+		if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("%v: %s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatalf("build certsyncd: %v", buildErr)
+	if b.err != nil {
+		t.Fatalf("build certsyncd %s: %v", key, b.err)
 	}
-	return binPath
+	return b.path
 }
 
 // startProcess runs the binary and stops it (SIGTERM, then SIGKILL) at the

@@ -2,17 +2,13 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
@@ -22,34 +18,7 @@ import (
 // startReplica runs one certsyncd serve process on a shared PostgreSQL.
 func startReplica(t *testing.T, cfgPath, storeURL string) *server {
 	t.Helper()
-	addr := testutil.FreeAddr(t)
-	s := &server{done: make(chan struct{}), log: filepath.Join(t.TempDir(), "serve.log")}
-	logFile, err := os.Create(s.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cmd = exec.Command(binary(t), "serve", "--config", cfgPath, "--grpc-addr", addr, "--store", storeURL,
-		"--lock-ttl", "3s", "--settle-window", "5s", "--log-format", "json")
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); logFile.Close(); close(s.done) }()
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(s.log)
-			t.Logf("replica log:\n%s", b)
-		}
-	})
-	testutil.WaitListening(t, addr, 30*time.Second)
-	s.conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.conn.Close() })
-	s.client = certsyncv1.NewCertSyncServiceClient(s.conn)
-	return s
+	return startServeProcess(t, binary(t), nil, "--config", cfgPath, "--store", storeURL, "--lock-ttl", "3s", "--settle-window", "5s")
 }
 
 // TestTwoReplicasOnePostgres sends the same re-registration to two server
