@@ -14,11 +14,11 @@ import (
 
 const (
 	defaultMaxBytes        = 1 << 20
-	defaultMaxCertificates = 100
+	defaultMaxCertificates = 500
 )
 
 // Limits bound what Parse accepts. A zero or negative field means the default
-// (1 MiB, 100 certificates), so that a zero Limits never means "unbounded".
+// (1 MiB, 500 certificates), so that a zero Limits never means "unbounded".
 type Limits struct {
 	MaxBytes        int
 	MaxCertificates int

@@ -25,7 +25,7 @@ const (
 type InspectCertificateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// PEM with one or more CERTIFICATE blocks, or one DER certificate; at most
-	// 1 MiB and 100 certificates.
+	// 1 MiB and 500 certificates (a whole system CA bundle fits).
 	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
