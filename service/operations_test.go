@@ -243,3 +243,37 @@ func TestListOperationsBadToken(t *testing.T) {
 		t.Fatalf("got %v %s %v", code, reason, fields)
 	}
 }
+
+func TestEscalationBundleForStuckConnection(t *testing.T) {
+	h, _ := opsHarness(t)
+	const conn = "demo-stuck"
+	op := h.wait(t, h.reregister(t, &certsyncv1.ReregisterCertificateRequest{Name: conn, Reason: "CHG-9"}).GetName())
+	if op.GetState() != certsyncv1.OperationState_OPERATION_STATE_FAILED {
+		t.Fatalf("re-registration: %v", op.GetState())
+	}
+	r, err := h.client.GetEscalationBundle(ctx(t), &certsyncv1.GetEscalationBundleRequest{Name: conn})
+	must(t, err)
+	b := r.GetBundle()
+	if b.GetSupportComponent() != "LOD-SF-PLT-IAS" || b.GetCompanyId() == "" || b.GetSfUrl() == "" || b.GetSourceCertificate().GetSha256Fingerprint() == "" {
+		t.Errorf("bundle: %v", b)
+	}
+	if len(b.GetTargetMappings()) != 1 || b.GetTargetMappings()[0].GetCertificate().GetSha256Fingerprint() != b.GetSourceCertificate().GetSha256Fingerprint() {
+		t.Errorf("mappings: %v", b.GetTargetMappings())
+	}
+	if len(b.GetProbes()) != 1 || b.GetProbes()[0].GetResult().GetErrorCode() != "AUTH0032" || !strings.Contains(b.GetProbes()[0].GetErrorBody(), "AUTH0032") ||
+		!strings.HasPrefix(b.GetProbes()[0].GetRequestLine(), "GET https://") {
+		t.Errorf("probe transcript: %v", b.GetProbes())
+	}
+	if len(b.GetOperations()) != 1 || b.GetOperations()[0].GetName() != op.GetName() {
+		t.Errorf("operations: %v", b.GetOperations())
+	}
+	kbas := strings.Join(b.GetKbaReferences(), ",")
+	for _, k := range []string{"KBA 3505973", "KBA 3333286"} {
+		if !strings.Contains(kbas, k) {
+			t.Errorf("KBAs %s lack %s", kbas, k)
+		}
+	}
+	if s := b.String(); strings.Contains(s, "PRIVATE KEY") || strings.Contains(strings.ToLower(s), "bearer") {
+		t.Error("the bundle carries a secret")
+	}
+}

@@ -60,6 +60,7 @@ func (a *app) commands() []*command {
 		watchCommand(),
 		approveCommand(),
 		auditCommand(),
+		escalateCommand(),
 	}
 }
 

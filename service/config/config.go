@@ -113,6 +113,17 @@ type Connection struct {
 	PinnedSubject    string `yaml:"pinned_subject"`
 	PinnedIssuer     string `yaml:"pinned_issuer"`
 	RequiresApproval bool   `yaml:"requires_approval"`
+	// IPS identifies the IPS side, for escalation tickets.
+	IPS IPS `yaml:"ips"`
+}
+
+// IPS names the IPS tenant and source system of a connection.
+type IPS struct {
+	// TenantID is the IPS tenant's id, as job errors show it ("in tenant
+	// context: ...").
+	TenantID string `yaml:"tenant_id"`
+	// SourceSystemID is the id of IPS's SuccessFactors source system.
+	SourceSystemID string `yaml:"source_system_id"`
 }
 
 // SF says how to reach SuccessFactors.
