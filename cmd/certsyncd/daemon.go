@@ -20,6 +20,7 @@ import (
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
 	"github.com/certsync/certsync/service"
 	"github.com/certsync/certsync/service/auth"
+	"github.com/certsync/certsync/service/autofix"
 	"github.com/certsync/certsync/service/compare"
 	"github.com/certsync/certsync/service/config"
 	"github.com/certsync/certsync/service/gate"
@@ -119,6 +120,10 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 		},
 	})
 	d.onClose(d.ops.Close)
+	rem, err := autofix.New(autofix.Options{Ops: d.ops, Store: d.st, Connections: cfg.Connections, Logger: log.With("component", "autofix")})
+	if err != nil {
+		return nil, err
+	}
 	d.gt = gate.New(gate.Options{
 		Inventory:       d.inv,
 		Operations:      d.ops,
@@ -130,7 +135,8 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 			d.hs.SetServingStatus(connectionPrefix+id, healthStatus(dec))
 			m.GateDecision(id, dec.String())
 		},
-		OnEvidence: func(ev *gate.Evidence) { observeEvidence(m, ev) },
+		OnEvidence:          func(ev *gate.Evidence) { observeEvidence(m, ev) },
+		OnBackgroundRefresh: rem.Observe,
 	})
 	d.onClose(d.gt.Close)
 

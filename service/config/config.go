@@ -115,6 +115,21 @@ type Connection struct {
 	RequiresApproval bool   `yaml:"requires_approval"`
 	// IPS identifies the IPS side, for escalation tickets.
 	IPS IPS `yaml:"ips"`
+	// AutoRemediation lets the background refresh re-register on its own
+	// for the patterns re-registration fixes. Off by default.
+	AutoRemediation AutoRemediation `yaml:"auto_remediation"`
+}
+
+// AutoRemediation bounds what the service may do on its own.
+type AutoRemediation struct {
+	Enabled bool `yaml:"enabled"`
+	// MaxPerDay bounds automatic re-registrations per connection in any 24
+	// hours; 0 means 1.
+	MaxPerDay int `yaml:"max_per_day"`
+	// Windows, when set, are the only times (UTC) it may act, written as
+	// "Mon-Fri 22:00-04:00" or "Sat 00:00-24:00" (a window may run past
+	// midnight into the next day).
+	Windows []string `yaml:"windows"`
 }
 
 // IPS names the IPS tenant and source system of a connection.

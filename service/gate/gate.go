@@ -108,6 +108,10 @@ type Options struct {
 	// OnEvidence, when set, sees every gathering (metrics); it runs outside
 	// any lock and must not block.
 	OnEvidence func(ev *Evidence)
+	// OnBackgroundRefresh, when set, sees the evidence the background
+	// refresh looked at (automatic remediation acts on it, never on a
+	// caller's gate request).
+	OnBackgroundRefresh func(ctx context.Context, ev *Evidence)
 	Logger     *slog.Logger
 }
 

@@ -165,6 +165,15 @@ func (g *Gate) backgroundRefresh(ctx context.Context, e *entry) {
 	}
 	if _, err := g.refresh(ctx, e); err != nil && ctx.Err() == nil {
 		g.log.Debug("gate: background refresh", "connection", e.id, "err", err)
+		return
+	}
+	if f := g.o.OnBackgroundRefresh; f != nil {
+		e.mu.Lock()
+		ev := e.ev
+		e.mu.Unlock()
+		if ev != nil {
+			f(ctx, ev)
+		}
 	}
 }
 

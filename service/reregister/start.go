@@ -30,6 +30,8 @@ type Request struct {
 	// Audit, when not nil, is written in the same transaction as the new
 	// operation: a change whose audit cannot be written is refused.
 	Audit *store.AuditEvent
+	// Automatic marks an operation the service started on its own.
+	Automatic bool
 }
 
 // Start checks the preconditions, journals the operation with everything a
@@ -64,7 +66,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 	now := m.o.Now()
 	op := &store.Operation{
 		ID: randomID(), Connection: c.Config.ID, State: store.StateRunning,
-		RequestID: req.RequestID, Reason: req.Reason, RequestedBy: req.RequestedBy, ValidateOnly: req.ValidateOnly,
+		RequestID: req.RequestID, Reason: req.Reason, RequestedBy: req.RequestedBy, ValidateOnly: req.ValidateOnly, Automatic: req.Automatic,
 		Etag: plan.etag, MappingID: plan.mappingID, SourceCertificateDER: plan.source.Raw,
 		Backup: plan.backup, Upload: plan.upload, LockKeys: lockKeys(c, plan.mappingKey),
 		CreateTime: now, UpdateTime: now,
