@@ -142,38 +142,41 @@ func (s *Server) auditCall(ctx context.Context, rec *auditRecord, fullMethod str
 }
 
 // fillAudit takes what an event names from the request and the response.
+// A refused request was not validated, so each field is recorded only if it
+// would pass validation: nothing a caller sent unchecked (a key pasted into
+// a reason, escape sequences aimed at a terminal) reaches the chain or the
+// log.
 func fillAudit(ev *store.AuditEvent, req, resp any) {
 	if r, ok := req.(interface{ GetName() string }); ok {
-		switch n := r.GetName(); {
-		case strings.HasPrefix(n, operationPrefix):
-			ev.Operation = n
-		case n != "":
-			ev.Connection = connectionPrefix + strings.TrimPrefix(n, connectionPrefix)
+		n := r.GetName()
+		if id, v := operationID("name", n); v == nil && strings.HasPrefix(n, operationPrefix) {
+			ev.Operation = operationPrefix + id
+		} else if id, v := connectionID("name", n); v == nil {
+			ev.Connection = connectionPrefix + id
+		} else if n != "" {
+			ev.Connection = notRecorded
 		}
 	}
-	if r, ok := req.(interface{ GetRequestId() string }); ok {
+	if r, ok := req.(interface{ GetRequestId() string }); ok && r.GetRequestId() != "" {
 		ev.RequestID = r.GetRequestId()
+		if !requestIDPattern.MatchString(ev.RequestID) {
+			ev.RequestID = notRecorded
+		}
 	}
-	if r, ok := req.(interface{ GetReason() string }); ok {
+	if r, ok := req.(interface{ GetReason() string }); ok && r.GetReason() != "" {
 		ev.Reason = r.GetReason()
+		if checkText("reason", ev.Reason, maxReasonLen) != nil {
+			ev.Reason = notRecorded
+		}
 	}
 	if r, ok := resp.(interface{ GetOperation() *certsyncv1.Operation }); ok && r.GetOperation() != nil {
 		ev.Operation, ev.Connection = r.GetOperation().GetName(), r.GetOperation().GetConnection()
 	}
-	// Bound what a caller's free text can put in the chain.
-	ev.Reason = truncateRunes(ev.Reason, maxReasonLen)
-	ev.RequestID = truncateRunes(ev.RequestID, 128)
-	ev.Connection = truncateRunes(ev.Connection, 128)
-	ev.Operation = truncateRunes(ev.Operation, 128)
 }
 
-func truncateRunes(s string, n int) string {
-	r := []rune(strings.ToValidUTF8(s, "\uFFFD"))
-	if len(r) <= n {
-		return string(r)
-	}
-	return string(r[:n])
-}
+// notRecorded stands for a field that failed validation.
+const notRecorded = "(invalid, not recorded)"
+
 
 // ListAuditEvents implements certsync.v1.CertSyncService.
 func (s *Server) ListAuditEvents(ctx context.Context, req *certsyncv1.ListAuditEventsRequest) (*certsyncv1.ListAuditEventsResponse, error) {

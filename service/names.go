@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/certsync/certsync/service/config"
 	"github.com/certsync/certsync/service/fault"
@@ -49,12 +50,18 @@ func operationID(field, name string) (string, *fault.FieldViolation) {
 // quoteLimited quotes caller input for an error message, shortened so that a
 // huge or hostile value cannot bloat responses or logs.
 func quoteLimited(s string) string {
+	// The bound is on the quoted bytes: escaping can make one character ten
+	// bytes long.
 	const max = 80
-	r := []rune(s)
-	if len(r) > max {
-		return fmt.Sprintf("%q... (%d characters)", string(r[:max]), len(r))
+	q := fmt.Sprintf("%q", s)
+	if len(q) <= max {
+		return q
 	}
-	return fmt.Sprintf("%q", s)
+	cut := max
+	for cut > 0 && !utf8.RuneStart(q[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d characters)", q[:cut], utf8.RuneCountInString(s))
 }
 
 // checkText validates free text (reasons, notes, job ids): bounded length and
@@ -63,8 +70,15 @@ func checkText(field, v string, max int) *fault.FieldViolation {
 	if n := len([]rune(v)); n > max {
 		return &fault.FieldViolation{Field: field, Reason: "TOO_LONG", Description: fmt.Sprintf("%s is %d characters; at most %d are accepted", field, n, max)}
 	}
-	if i := strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) }); i >= 0 {
+	if i := strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) || bidiControl(r) }); i >= 0 {
 		return &fault.FieldViolation{Field: field, Reason: "CONTROL_CHARACTER", Description: fmt.Sprintf("%s contains a control character at byte %d", field, i)}
 	}
 	return nil
+}
+
+// bidiControl reports the characters that reorder how text is displayed:
+// in an audit record they could make a reason read differently from what
+// it says.
+func bidiControl(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0x200E || r == 0x200F || r == 0x061C
 }

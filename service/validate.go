@@ -101,11 +101,18 @@ func validateRequest(req any) error {
 	case *certsyncv1.RecordTargetMappingRequest:
 		conn(r.GetName())
 		add(checkText("note", r.GetNote(), maxReasonLen))
+		add(checkText("configuration_name", r.GetConfigurationName(), maxIdentifierLen))
+		add(checkText("integration_name", r.GetIntegrationName(), maxIdentifierLen))
+		add(checkText("login_name", r.GetLoginName(), maxIdentifierLen))
+		add(checkText("fingerprint", r.GetFingerprint(), maxIdentifierLen))
 	case *certsyncv1.StartProvisioningJobRequest:
 		conn(r.GetName())
 		add(checkText("reason", r.GetReason(), maxReasonLen))
 	case *certsyncv1.GetProvisioningJobRequest:
 		conn(r.GetName())
+		if id := r.GetJobId(); id == "" || !requestIDPattern.MatchString(id) {
+			add(&fault.FieldViolation{Field: "job_id", Reason: "INVALID_JOB_ID", Description: "job_id must be 1-128 characters of A-Z a-z 0-9 . _ : -"})
+		}
 	case *certsyncv1.GetEscalationBundleRequest:
 		conn(r.GetName())
 	case *certsyncv1.ListAuditEventsRequest:

@@ -239,6 +239,12 @@ func Parse(data []byte, name string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: %v", name, err)
 	}
+	// A second YAML document would be ignored silently, like an unknown
+	// key: refuse it instead.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: more than one YAML document; put everything in one", name)
+	}
 	return &c, nil
 }
 
