@@ -177,7 +177,6 @@ func fillAudit(ev *store.AuditEvent, req, resp any) {
 // notRecorded stands for a field that failed validation.
 const notRecorded = "(invalid, not recorded)"
 
-
 // ListAuditEvents implements certsync.v1.CertSyncService.
 func (s *Server) ListAuditEvents(ctx context.Context, req *certsyncv1.ListAuditEventsRequest) (*certsyncv1.ListAuditEventsResponse, error) {
 	if s.st == nil {

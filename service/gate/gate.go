@@ -112,7 +112,7 @@ type Options struct {
 	// refresh looked at (automatic remediation acts on it, never on a
 	// caller's gate request).
 	OnBackgroundRefresh func(ctx context.Context, ev *Evidence)
-	Logger     *slog.Logger
+	Logger              *slog.Logger
 }
 
 // Gate is the pre-job gate. It is safe for concurrent use.
