@@ -242,6 +242,10 @@ func (d *daemon) serve(ctx context.Context) error {
 				})
 			}()
 		}
+		if r := time.Duration(d.cfg.Server.AuditRetention); r > 0 {
+			wg.Add(1)
+			go func() { defer wg.Done(); d.pruneAudit(r) }()
+		}
 		_ = d.gt.Run(d.background)
 		wg.Wait()
 		close(d.loops)
@@ -349,4 +353,26 @@ func (d *daemon) security(cfg *config.Config) (*auth.Authorizer, []grpc.ServerOp
 		d.log.Warn("serving without authentication (--insecure-no-auth): every caller has every role", "grpc_addr", s.GRPCAddr)
 	}
 	return authz, opts, nil
+}
+
+// pruneAudit applies the audit retention at start and then hourly. With
+// several replicas each prunes; pruning is idempotent and serialized by the
+// store.
+func (d *daemon) pruneAudit(retention time.Duration) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := d.st.PruneAudit(d.background, time.Now().Add(-retention))
+		switch {
+		case err != nil && d.background.Err() == nil:
+			d.log.Error("audit retention: events not pruned", "err", err)
+		case n > 0:
+			d.log.Info("audit retention: pruned old events", "events", n, "retention", retention.String())
+		}
+		select {
+		case <-d.background.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -57,6 +57,7 @@ func newServeFlagSet(stderr io.Writer) (*flag.FlagSet, *serverFlags) {
 	fs.BoolVar(&f.cfg.NoReflection, "no-reflection", false, "close server reflection on the main port")
 	fs.BoolVar(&f.cfg.InsecureNoTLS, "insecure-no-tls", false, "allow a non-loopback --grpc-addr without TLS")
 	fs.BoolVar(&f.cfg.InsecureNoAuth, "insecure-no-auth", false, "allow a non-loopback --grpc-addr without authentication")
+	fs.Func("audit-retention", "prune audit events older than this (e.g. 8760h); 0 keeps every event (default 0)", durationFlag(&f.cfg.AuditRetention))
 	fs.Func("lock-ttl", "lease on what a running re-registration touches; another replica recovers the operation once it expires (default 30s)", durationFlag(&f.cfg.LockTTL))
 	fs.Func("settle-window", "how long a re-registration keeps probing after the upload (default 2m)", durationFlag(&f.cfg.SettleWindow))
 	fs.BoolVar(&f.sandbox, "sandbox", false, "also run the simulated IPS and SF in this process and serve its demo connections")
@@ -110,6 +111,8 @@ func loadConfig(fs *flag.FlagSet, f *serverFlags) (*config.Config, config.Proble
 			cfg.Server.SettleWindow = f.cfg.SettleWindow
 		case "lock-ttl":
 			cfg.Server.LockTTL = f.cfg.LockTTL
+		case "audit-retention":
+			cfg.Server.AuditRetention = f.cfg.AuditRetention
 		case "metrics-addr":
 			cfg.Server.MetricsAddr = f.cfg.MetricsAddr
 		case "refresh-interval":

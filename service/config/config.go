@@ -91,6 +91,9 @@ type Server struct {
 	// address without TLS or without authentication.
 	InsecureNoTLS  bool `yaml:"insecure_no_tls"`
 	InsecureNoAuth bool `yaml:"insecure_no_auth"`
+	// AuditRetention, when positive, prunes audit events older than this
+	// (the hash chain stays verifiable from a checkpoint); 0 keeps all.
+	AuditRetention Duration `yaml:"audit_retention"`
 }
 
 // TLS reports whether the gRPC server uses TLS.

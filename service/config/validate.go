@@ -140,6 +140,9 @@ func (c *Config) Validate() Problems {
 	if s.RefreshInterval != nil && *s.RefreshInterval < 0 {
 		add(Error, "server.refresh_interval", "must be 0 (off) or positive")
 	}
+	if s.AuditRetention < 0 || (s.AuditRetention > 0 && time.Duration(s.AuditRetention) < time.Hour) {
+		add(Error, "server.audit_retention", "must be 0 (keep every event) or at least 1h")
+	}
 	if s.GateProbeInterval <= 0 {
 		add(Error, "server.gate_probe_interval", "must be positive")
 	}

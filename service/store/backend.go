@@ -37,6 +37,9 @@ type backend interface {
 	// fn may run more than once (PostgreSQL retries serialization failures
 	// and deadlocks), so it must only publish results after inTx returns.
 	inTx(ctx context.Context, fn func(q querier) error) error
+	// readTx runs fn in a read-only transaction whose statements all see
+	// one snapshot of the database, without blocking writers.
+	readTx(ctx context.Context, fn func(q querier) error) error
 	// lockSchema serializes migrations across processes, within the
 	// transaction q.
 	lockSchema(ctx context.Context, q querier) error

@@ -129,6 +129,17 @@ func (b pgBackend) inTxOnce(ctx context.Context, fn func(q querier) error) error
 	return tx.Commit(ctx)
 }
 
+// readTx runs fn in a REPEATABLE READ, READ ONLY transaction: one snapshot
+// for all its statements. Such a transaction cannot fail to serialize.
+func (b pgBackend) readTx(ctx context.Context, fn func(q querier) error) error {
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	return fn(pgQuerier{tx})
+}
+
 // lockSchema takes a transaction-level advisory lock: a second replica
 // starting at the same time waits here until the first has committed its
 // migration, then finds the schema current. The lock ends with the

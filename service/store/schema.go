@@ -9,7 +9,10 @@ import (
 // SchemaVersion is the newest schema this binary knows. A database migrated
 // further by a newer certsync is refused (SchemaTooNewError) rather than
 // used: an older binary would silently drop what the newer one relies on.
-const SchemaVersion = 1
+//
+// Version 2 added audit retention: the audit_checkpoints table and delete
+// triggers that let PruneAudit, and nothing else, remove the oldest events.
+const SchemaVersion = 2
 
 // SchemaTooNewError is returned by the Open functions when the database was
 // migrated by a newer certsync. errors.Is(err, ErrSchemaTooNew) holds.
@@ -40,10 +43,22 @@ type dialect struct {
 	// SQLite has no row locks and needs none: its write transactions are
 	// BEGIN IMMEDIATE and so already exclusive.
 	forUpdate string
-	// appendOnly are statements that make audit_events refuse UPDATE,
-	// DELETE (and TRUNCATE), so that the chain can only be rewritten by
-	// someone who also drops these triggers.
+	// appendOnly are schema version 1's statements that make audit_events
+	// refuse UPDATE, DELETE (and TRUNCATE), so that the chain can only be
+	// rewritten by someone who also drops these triggers. Released: never
+	// edit; version 2 replaces them with auditGuardV2.
 	appendOnly []string
+	// auditGuardV2 are schema version 2's statements that (re)install the
+	// append-only guard of audit_events and audit_checkpoints, except that
+	// a DELETE of an audit event passes when PruneAudit's transaction has
+	// raised the prune mark (beginPrune) to at least its sequence and a
+	// checkpoint already covers it. They replace version 1's triggers (and
+	// put them back if someone had dropped them).
+	auditGuardV2 []string
+	// beginPrune raises the prune mark to $1 (a sequence, passed as text)
+	// for the rest of the current transaction only; endPrune lowers it.
+	// Both return exactly one row or affect exactly one row.
+	beginPrune, endPrune string
 }
 
 var sqliteDialect = dialect{
@@ -58,6 +73,32 @@ var sqliteDialect = dialect{
 		`CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
 		 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END`,
 	},
+	auditGuardV2: []string{
+		// The prune mark: a row rather than a variable, because SQLite
+		// has no session settings a trigger can read. PruneAudit raises
+		// it and lowers it again within its write transaction, which is
+		// exclusive, so no other connection ever sees it raised; a
+		// crash rolls it back.
+		`CREATE TABLE audit_prune (
+			id      INTEGER PRIMARY KEY CHECK (id = 1),
+			through BIGINT NOT NULL
+		)`,
+		`INSERT INTO audit_prune (id, through) VALUES (1, 0)`,
+		`DROP TRIGGER IF EXISTS audit_events_no_update`,
+		`CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+		 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END`,
+		`DROP TRIGGER IF EXISTS audit_events_no_delete`,
+		`CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+		 WHEN OLD.sequence > COALESCE((SELECT through FROM audit_prune WHERE id = 1), 0)
+		   OR OLD.sequence > COALESCE((SELECT MAX(sequence) FROM audit_checkpoints), 0)
+		 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END`,
+		`CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+		 BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END`,
+		`CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+		 BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END`,
+	},
+	beginPrune: `UPDATE audit_prune SET through = CAST($1 AS INTEGER) WHERE id = 1`,
+	endPrune:   `UPDATE audit_prune SET through = 0 WHERE id = 1`,
 }
 
 var postgresDialect = dialect{
@@ -74,6 +115,36 @@ var postgresDialect = dialect{
 		`CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
 		 FOR EACH STATEMENT EXECUTE FUNCTION certsync_audit_append_only()`,
 	},
+	auditGuardV2: []string{
+		// The prune mark is a transaction-local setting: set_config(...,
+		// true) ends with the transaction, committed or not, and no other
+		// session can see it. After such a transaction the placeholder
+		// reads '' rather than NULL, hence the NULLIF. A value that is not
+		// a number fails the cast, which refuses the delete too. OLD is
+		// read only in the nested IF, never for TRUNCATE.
+		`CREATE OR REPLACE FUNCTION certsync_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+			IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'audit_events' THEN
+				IF OLD.sequence <= COALESCE(NULLIF(current_setting('certsync.audit_prune', true), '')::BIGINT, 0)
+				   AND OLD.sequence <= (SELECT COALESCE(MAX(sequence), 0) FROM audit_checkpoints) THEN
+					RETURN OLD;
+				END IF;
+			END IF;
+			RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+		 END $$`,
+		`DROP TRIGGER IF EXISTS audit_events_no_update ON audit_events`,
+		`CREATE TRIGGER audit_events_no_update BEFORE UPDATE OR DELETE ON audit_events
+		 FOR EACH ROW EXECUTE FUNCTION certsync_audit_append_only()`,
+		`DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events`,
+		`CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+		 FOR EACH STATEMENT EXECUTE FUNCTION certsync_audit_append_only()`,
+		`CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE OR DELETE ON audit_checkpoints
+		 FOR EACH ROW EXECUTE FUNCTION certsync_audit_append_only()`,
+		`CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+		 FOR EACH STATEMENT EXECUTE FUNCTION certsync_audit_append_only()`,
+	},
+	beginPrune: `SELECT set_config('certsync.audit_prune', $1, true)`,
+	endPrune:   `SELECT set_config('certsync.audit_prune', '', true)`,
 }
 
 // migration brings the schema from version-1 to version. Its statements run
@@ -138,6 +209,22 @@ var migrations = []migration{
 			)`,
 			`INSERT INTO audit_head (id, sequence, hash) VALUES (1, 0, '')`,
 		}, d.appendOnly...)
+	}},
+	{version: 2, stmts: func(d dialect) []string {
+		return append([]string{
+			// One row per PruneAudit that removed events: the last event it
+			// removed (sequence and hash, which the first remaining event's
+			// previous_hash must equal), when, how many, and the cutoff it
+			// was given. Append-only like the events; the newest row is
+			// where VerifyAudit starts.
+			`CREATE TABLE audit_checkpoints (
+				sequence     BIGINT PRIMARY KEY,
+				hash         TEXT NOT NULL,
+				pruned_at    BIGINT NOT NULL,
+				pruned_count BIGINT NOT NULL,
+				cutoff       BIGINT NOT NULL
+			)`,
+		}, d.auditGuardV2...)
 	}},
 }
 

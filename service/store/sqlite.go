@@ -68,7 +68,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &SQLite{sqlStore: &sqlStore{b: sqliteBackend{db: db}, d: sqliteDialect, now: time.Now}, path: path}
-	if err := db.PingContext(ctx); err != nil {
+	if err := pingSQLite(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -77,6 +77,28 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// pingSQLite opens the first connection, which sets journal_mode=WAL. While
+// another process turns a new database file into WAL mode, SQLite can
+// refuse that at once with SQLITE_BUSY instead of waiting (both connections
+// want the exclusive lock, and SQLite's deadlock avoidance skips the busy
+// handler), so it tries again for up to the busy timeout. Once one open has
+// succeeded the file is in WAL mode for good and the race cannot recur.
+func pingSQLite(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for {
+		err := db.PingContext(ctx)
+		var e *sqlite.Error
+		if err == nil || !errors.As(err, &e) || e.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Path is the database file.
@@ -149,6 +171,18 @@ func (b sqliteBackend) inTx(ctx context.Context, fn func(q querier) error) error
 		return err
 	}
 	return tx.Commit()
+}
+
+// readTx uses a deferred transaction (the driver ignores _txlock for a
+// read-only one): in WAL mode its first read fixes the snapshot that every
+// later statement sees, while writers go on.
+func (b sqliteBackend) readTx(ctx context.Context, fn func(q querier) error) error {
+	tx, err := b.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	return fn(sqlQuerier{tx})
 }
 
 // lockSchema needs nothing: the migration's BEGIN IMMEDIATE already holds

@@ -19,13 +19,24 @@ func TestMain(m *testing.M) {
 func TestSQLite(t *testing.T) {
 	runSuite(t, func(t *testing.T) *testDB {
 		path := filepath.Join(t.TempDir(), "state", "certsync.db")
-		tryOpen := func(ctx context.Context) (Store, error) { return OpenSQLite(ctx, path) }
+		tryOpen := func(ctx context.Context) (Store, error) {
+			s, err := OpenSQLite(ctx, path)
+			if err != nil {
+				return nil, err // not a Store holding a nil *SQLite
+			}
+			return s, nil
+		}
 		return &testDB{
 			kind:    "sqlite",
 			open:    opener(tryOpen),
 			tryOpen: tryOpen,
 			exec: func(t *testing.T, query string, args ...any) error {
 				t.Helper()
+				// As OpenSQLite would, so that a test can lay out a
+				// database before any store opened it.
+				if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+					t.Fatal(err)
+				}
 				db, err := sql.Open("sqlite", path+"?_busy_timeout=10000")
 				if err != nil {
 					t.Fatal(err)

@@ -21,6 +21,9 @@ var (
 	ErrConflict = errors.New("store: conflict")
 	// ErrSchemaTooNew: the database was migrated by a newer certsync.
 	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary")
+	// ErrAuditChainBroken: PruneAudit refused to remove events that do
+	// not verify, since removing them would destroy the evidence.
+	ErrAuditChainBroken = errors.New("store: audit chain does not verify")
 )
 
 // OperationState is where an operation stands.
@@ -201,6 +204,10 @@ type AuditVerification struct {
 	EventsChecked    int64
 	FirstBadSequence int64
 	Message          string
+	// PrunedThrough is the sequence of the last event PruneAudit removed
+	// (all events up to it are gone), 0 when none was; the check started
+	// after it.
+	PrunedThrough int64
 }
 
 // Lock is a lease on a key.
@@ -249,8 +256,23 @@ type Store interface {
 	AppendAudit(ctx context.Context, ev *AuditEvent) error
 	// ListAudit returns events newest first, optionally for one connection.
 	ListAudit(ctx context.Context, connection string, pageSize int, pageToken string) ([]*AuditEvent, string, error)
-	// VerifyAudit recomputes the whole chain.
+	// VerifyAudit recomputes the chain: from the first event or, once
+	// PruneAudit removed events, from the first remaining one, whose
+	// PreviousHash must equal the hash the prune recorded. Its Message
+	// then also says how many older events were pruned.
 	VerifyAudit(ctx context.Context) (AuditVerification, error)
+	// PruneAudit removes the oldest events whose Time is before before:
+	// the longest run from the start of the (remaining) chain in which
+	// every event is older than before, so that the rest stays one
+	// verifiable chain; an event that is not older stops the run even
+	// when later ones are. The newest event is always kept, and so is
+	// every event when before is the zero time. In the same transaction
+	// it records a checkpoint (sequence and hash of the last event
+	// removed, when, and how many) for VerifyAudit to start from. It
+	// first checks the events it is about to remove and, when they do
+	// not verify, removes nothing and returns ErrAuditChainBroken. It
+	// returns the number of events removed.
+	PruneAudit(ctx context.Context, before time.Time) (int64, error)
 
 	// Close releases the database.
 	Close() error
