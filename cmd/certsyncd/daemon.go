@@ -52,6 +52,7 @@ type daemon struct {
 	metrLis  net.Listener
 
 	healthGRPC *grpc.Server
+	hsPublic   *health.Server // the health port's: the process only
 	healthLis  net.Listener
 	tokens     *auth.Tokens
 
@@ -162,8 +163,11 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 	if a := cfg.Server.HealthAddr; a != "" {
 		// Kubernetes probes can send neither a client certificate nor a
 		// token: health alone, in plain text, on a port of its own.
+		// Only the process's own status: per-connection statuses reveal
+		// the inventory and need a viewer's credentials on the main port.
 		d.healthGRPC = grpc.NewServer()
-		healthpb.RegisterHealthServer(d.healthGRPC, d.hs)
+		d.hsPublic = health.NewServer()
+		healthpb.RegisterHealthServer(d.healthGRPC, d.hsPublic)
 		d.healthLis, err = net.Listen("tcp", a)
 		if err != nil {
 			return nil, fmt.Errorf("listen on %s (health): %w", a, err)
@@ -183,8 +187,12 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 
 	// Health: the process is up; each connection is UNKNOWN until its first
 	// verdict (a health check never starts a probe).
-	d.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	d.hs.SetServingStatus(certsyncv1.CertSyncService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	for _, hs := range []*health.Server{d.hs, d.hsPublic} {
+		if hs != nil {
+			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			hs.SetServingStatus(certsyncv1.CertSyncService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		}
+	}
 	for _, c := range d.inv.All() {
 		d.hs.SetServingStatus(c.Name(), healthpb.HealthCheckResponse_UNKNOWN)
 	}
@@ -283,6 +291,9 @@ func (d *daemon) serve(ctx context.Context) error {
 // first).
 func (d *daemon) shutdown() {
 	d.hs.Shutdown()
+	if d.hsPublic != nil {
+		d.hsPublic.Shutdown()
+	}
 	grace := time.Duration(d.cfg.Server.ShutdownGrace)
 	d.log.Info("shutting down", "grace", grace.String())
 	deadline := time.Now().Add(grace)

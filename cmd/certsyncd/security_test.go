@@ -193,6 +193,10 @@ func TestSecurity(t *testing.T) {
 	if r, err := healthpb.NewHealthClient(hconn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health port: %v %v", r, err)
 	}
+	// The open port tells nothing about the inventory.
+	if _, err := healthpb.NewHealthClient(hconn).Check(ctx, &healthpb.HealthCheckRequest{Service: "connections/demo-healthy"}); status.Code(err) != codes.NotFound {
+		t.Errorf("health port answers a connection's status: %v", err)
+	}
 
 	// Approval: the operator's request waits; the operator cannot approve
 	// it; the approver can, and it runs.

@@ -37,7 +37,7 @@ func newServeFlagSet(stderr io.Writer) (*flag.FlagSet, *serverFlags) {
 	fs.Func("shutdown-grace", "how long shutdown waits for running calls (default 15s)", durationFlag(&f.cfg.ShutdownGrace))
 	fs.Func("probe-timeout", "overall timeout of one SCIM probe (default 10s)", durationFlag(&f.cfg.ProbeTimeout))
 	fs.StringVar(&f.cfg.DataDir, "data-dir", "", "directory of the SQLite database (default $XDG_STATE_HOME/certsync; with --sandbox a fresh temporary directory)")
-	fs.StringVar(&f.cfg.Store, "store", "", "sqlite:PATH or postgres://... (default: SQLite in --data-dir)")
+	fs.StringVar(&f.cfg.Store, "store", "", "sqlite:PATH or postgres://... (default: $CERTSYNC_STORE, else SQLite in --data-dir); prefer the variable for a URL with a password, which must not show in process listings")
 	fs.StringVar(&f.cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
 	fs.Func("refresh-interval", "how often each connection's evidence is refreshed in the background; 0 disables (default 1m)", func(v string) error {
 		var d config.Duration
@@ -139,6 +139,12 @@ func loadConfig(fs *flag.FlagSet, f *serverFlags) (*config.Config, config.Proble
 			cfg.Server.InsecureNoAuth = f.cfg.InsecureNoAuth
 		}
 	})
+	// A database URL may carry a password: it can come from the
+	// environment instead of the command line, where process listings
+	// would show it.
+	if cfg.Server.Store == "" {
+		cfg.Server.Store = os.Getenv("CERTSYNC_STORE")
+	}
 	cfg.ApplyDefaults()
 	return cfg, cfg.Validate(), nil
 }
