@@ -106,7 +106,7 @@
 // connection if `reset` (it wins), else answer `status` (400..599) with
 // {"error":{"code":"SANDBOX_FAULT","message":"..."}}, else proceed normally.
 // Operations: scim, list, delete, upload, and ips_token, ips_start_job,
-// ips_job_log (accepted and stored for the simulated IPS job API). Faults on
+// ips_job_log (the IPS Tenant Admin API, below). Faults on
 // one connection and operation queue up in the order they were posted. An
 // invalid body is a 400 {"error":{"code":"INVALID_ARGUMENT","message":"...","field":"delay"}}.
 //
@@ -114,4 +114,60 @@
 // a slot of an IPS system that belongs to the connection), else by the
 // successfactors-companyid header; a call that matches neither counts nowhere
 // and no fault applies to it.
+//
+// # IPS Tenant Admin API (main listener: one IAS tenant per connection)
+//
+// Each connection has a simulated Identity Authentication tenant with a
+// technical system administrator; Sandbox.IPSSettings returns its base URL
+// https://ADDR/ias/{connectionID}, the IPS tenant id, the source system id
+// and the files WriteFiles writes: the client secret
+// ({id}-ips-client.secret), a PKCS#12 client certificate
+// ({id}-ips-admin.p12, PBES2/AES-256, issued by the sandbox CA) and its
+// password ({id}-ips-admin.p12.password), all 0600 without trailing newlines.
+//
+//	POST {base}/oauth2/token   form grant_type=client_credentials; the client id and secret with HTTP basic,
+//	                           as client_id/client_secret in the form, or the administrator's client certificate
+//	                           200 {"access_token":"...","token_type":"Bearer","expires_in":3600}
+//	                           400 {"error":"unsupported_grant_type","error_description":"..."}
+//	                           401 {"error":"invalid_client","error_description":"Client authentication failed"}
+//	POST {base}/ips/service/publicapi/v1/startJob/{sourceSystemId}/jobs/{READ|RESYNC}
+//	                           202 {"jobId":"<uuid>","status":"Running"} and Location: .../jobs/{jobId}
+//	GET  {base}/ips/service/publicapi/v1/jobs/{jobId}
+//	                           200 {"jobId":"...","status":"Success|Finished with Error"}
+//	                           (certsync's assumption: IPS documents no status endpoint)
+//	GET  {base}/ips/service/publicapi/v1/jobLogs/{jobId}?action=export&logType=ERROR|WARNING|INFO|ALL
+//	                           200 application/zip holding one text file
+//
+// The API takes a bearer token from the token endpoint (until it expires),
+// HTTP basic with the client id and secret, or, with no Authorization header,
+// the administrator's client certificate (verified in the handler: issued by
+// the sandbox CA, valid, and this tenant's). Anything else is 401
+// {"error":{"code":"UNAUTHENTICATED",...}}. An unknown tenant, source system
+// or job is 404 NOT_FOUND; a bad job type, action or logType 400
+// INVALID_ARGUMENT. More than 5 start requests per tenant within a minute
+// are answered 429 {"error":{"code":"TOO_MANY_REQUESTS","message":"Too many
+// requests. Retry after N seconds."}} with Retry-After: N.
+//
+// A job runs when it starts, as IPS would run it: the first SCIM request of
+// a read (GET https://HOST/rest/iam/scim/v2/Users?startId=initial&count=100&filter=active%20eq%20true,
+// HOST being the connection's cert or plain host) with the IPS system's
+// Active certificate and the company id the connection sends, decided by the
+// same checks as the SCIM endpoint above. It counts as a scim call of the
+// connection, and a pending scim fault's status or reset applies to it (a
+// delay does not hold the start). A 200 makes the job Success; anything else
+// Finished with Error, whose ERROR log is IPS's chain as in KBA 3505973:
+//
+//	Cannot execute provisioning job in tenant context: <tenant id>
+//	Caused by: Error during execution on behalf of tenant with ID: <tenant id>
+//	Caused by: Executing delta load failed.            ("full load" for RESYNC)
+//	Caused by: HTTP operation failed invoking URL with statusCode: N and body BODY
+//	Caused by: HTTP operation failed invoking URL with statusCode: N, Response: BODY
+//
+// A connection that sends no company id fails with "Caused by: Property
+// sf.company.id is missing, but is required for ClientCertificateAuthentication
+// mode", a reset with "Caused by: java.net.SocketException: Connection reset".
+// Faults ips_token, ips_start_job and ips_job_log apply to the token, start
+// and export calls, before authentication, and each call counts in the
+// connection's counters ips_token, ips_start_job and ips_job_log (present in
+// the state once non-zero). Status reads are neither counted nor faulted.
 package sandbox

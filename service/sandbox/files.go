@@ -12,10 +12,11 @@ import (
 
 // WriteFiles writes into dir (created 0700) the CA bundle, each connection's
 // probe certificate and key (its IPS system's Active slot: probe identity
-// "ips", the very key pair IPS would use) and its registry token, and returns
-// the configuration that reaches the sandbox. It needs Start first, since the
-// URLs carry the listeners' ports. Paths are absolute, so the configuration
-// means the same wherever it is read from.
+// "ips", the very key pair IPS would use), its registry token and its IAS
+// tenant's credentials (see IPSSettings), and returns the configuration that
+// reaches the sandbox. It needs Start first, since the URLs carry the
+// listeners' ports. Paths are absolute, so the configuration means the same
+// wherever it is read from.
 func (s *Sandbox) WriteFiles(dir string) ([]config.Connection, error) {
 	addr, plainAddr := s.Addr(), s.PlainAddr()
 	if addr == "" {
@@ -75,6 +76,10 @@ func (s *Sandbox) WriteFiles(dir string) ([]config.Connection, error) {
 		// No trailing newline: a reader that forgets to trim still sends
 		// the right token.
 		if err := writeFileAtomic(tokenFile, []byte(it.token), 0o600); err != nil {
+			return nil, err
+		}
+		// The IAS tenant's credentials; IPSSettings says where they are.
+		if err := s.writeIPSFiles(dir, it.id, caFile); err != nil {
 			return nil, err
 		}
 		sfAddr := addr

@@ -118,6 +118,8 @@ type connection struct {
 	plainHost bool
 	token     string
 	counters  Counters
+	// ias is the connection's simulated IAS tenant (ipsjobs.go).
+	ias *iasTenant
 }
 
 // State is the sandbox's state as GET /_sandbox/v1/state returns it.
@@ -157,6 +159,10 @@ type Counters struct {
 	List   int `json:"list"`
 	Delete int `json:"delete"`
 	Upload int `json:"upload"`
+	// The IPS Tenant Admin API's calls (ipsjobs.go); omitted while zero.
+	IPSToken    int `json:"ips_token,omitempty"`
+	IPSStartJob int `json:"ips_start_job,omitempty"`
+	IPSJobLog   int `json:"ips_job_log,omitempty"`
 }
 
 func (c *Counters) add(op string) {
@@ -169,6 +175,12 @@ func (c *Counters) add(op string) {
 		c.Delete++
 	case OperationUpload:
 		c.Upload++
+	case OperationIPSToken:
+		c.IPSToken++
+	case OperationIPSStartJob:
+		c.IPSStartJob++
+	case OperationIPSJobLog:
+		c.IPSJobLog++
 	}
 }
 

@@ -239,6 +239,7 @@ func (s *Sandbox) mainHandler() http.Handler {
 	mux.HandleFunc("DELETE /registry/{conn}/v1/mappings/{id}", s.handleDeleteMapping)
 	mux.HandleFunc("GET /ips/v1/systems/{sys}/certificates", s.handleIPSCertificates)
 	mux.HandleFunc("GET /ips/v1/systems/{sys}/certificates/active", s.handleIPSActive)
+	s.registerIPSJobs(mux)
 	mux.HandleFunc("GET /_sandbox/v1/state", s.handleState)
 	mux.HandleFunc("GET /_sandbox/v1/faults", s.handleListFaults)
 	mux.HandleFunc("POST /_sandbox/v1/faults", s.handleInjectFault)

@@ -201,6 +201,10 @@ func (s *Sandbox) buildSeed(now time.Time) error {
 		if _, dup := s.conns[sc.id]; dup {
 			return fmt.Errorf("seed %s: duplicate connection", sc.id)
 		}
+		ias, err := s.newIASTenant(sc.id, now)
+		if err != nil {
+			return fmt.Errorf("seed %s: %w", sc.id, err)
+		}
 		s.companies[co.id] = co
 		s.systems[sys.id] = sys
 		s.conns[sc.id] = &connection{
@@ -211,6 +215,7 @@ func (s *Sandbox) buildSeed(now time.Time) error {
 			sentCompanyID: sent,
 			plainHost:     sc.plainHost,
 			token:         randomID() + randomID(),
+			ias:           ias,
 		}
 		s.order = append(s.order, sc.id)
 	}
