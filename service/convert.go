@@ -40,6 +40,8 @@ func connectionProto(c *inventory.Connection) *certsyncv1.Connection {
 		p.SourceKind = certsyncv1.SourceKind_SOURCE_KIND_FILE
 	case "sandbox":
 		p.SourceKind = certsyncv1.SourceKind_SOURCE_KIND_SANDBOX
+	case "imported":
+		p.SourceKind = certsyncv1.SourceKind_SOURCE_KIND_IMPORTED
 	}
 	switch cfg.Registry.Driver {
 	case "http":

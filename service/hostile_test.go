@@ -368,11 +368,11 @@ var connectionRPCs = []nameRPC{
 	{"ImportSourceCertificate", func(ctx context.Context, e *hostileEnv, n string) error {
 		_, err := e.c.ImportSourceCertificate(ctx, &certsyncv1.ImportSourceCertificateRequest{Name: n, Certificate: e.certPEM})
 		return err
-	}, wantUnimpl, ""},
+	}, wantNotFound, reasonConnMissing},
 	{"ListSourceCertificates", func(ctx context.Context, e *hostileEnv, n string) error {
 		_, err := e.c.ListSourceCertificates(ctx, &certsyncv1.ListSourceCertificatesRequest{Name: n})
 		return err
-	}, wantUnimpl, ""},
+	}, wantNotFound, reasonConnMissing},
 	{"RecordTargetMapping", func(ctx context.Context, e *hostileEnv, n string) error {
 		_, err := e.c.RecordTargetMapping(ctx, &certsyncv1.RecordTargetMappingRequest{Name: n})
 		return err
@@ -621,16 +621,16 @@ func (e *hostileEnv) hostileRows() []hostileRow {
 
 		// ImportSourceCertificate: not implemented yet; a key is still
 		// never echoed.
-		{rpc: "ImportSourceCertificate", name: "private key", call: callImport(&certsyncv1.ImportSourceCertificateRequest{Name: healthy, Certificate: e.keyPEM}), code: wantUnimpl},
-		{rpc: "ImportSourceCertificate", name: "garbage DER", call: callImport(&certsyncv1.ImportSourceCertificateRequest{Name: healthy, Certificate: garbageDER}), code: wantUnimpl},
-		{rpc: "ImportSourceCertificate", name: "1000 certificates", call: callImport(&certsyncv1.ImportSourceCertificateRequest{Name: healthy, Certificate: hostilePEMRepeat(e.certPEM, 1000)}), code: wantUnimpl},
+		{rpc: "ImportSourceCertificate", name: "private key", call: callImport(&certsyncv1.ImportSourceCertificateRequest{Name: healthy, Certificate: e.keyPEM}), code: wantInvalid, reason: "PRIVATE_KEY_REFUSED", fields: "certificate"},
+		{rpc: "ImportSourceCertificate", name: "garbage DER", call: callImport(&certsyncv1.ImportSourceCertificateRequest{Name: healthy, Certificate: garbageDER}), code: wantInvalid, reason: "MALFORMED_CERTIFICATE", fields: "certificate"},
+		{rpc: "ImportSourceCertificate", name: "1000 certificates", call: callImport(&certsyncv1.ImportSourceCertificateRequest{Name: healthy, Certificate: hostilePEMRepeat(e.certPEM, 1000)}), code: wantInvalid, reason: "TOO_MANY_CERTIFICATES", fields: "certificate"},
 		{rpc: "ImportSourceCertificate", name: "reason NUL", call: callImport(&certsyncv1.ImportSourceCertificateRequest{Name: healthy, Reason: "\x00"}), code: wantInvalid, reason: reasonBadRequest, fields: "reason"},
 		{rpc: "ImportSourceCertificate", name: "5MiB", call: callImport(&certsyncv1.ImportSourceCertificateRequest{Name: healthy, Certificate: make([]byte, 5*hostileMiB)}), code: codes.ResourceExhausted},
 
 		// ListSourceCertificates: paging, then UNIMPLEMENTED.
 		{rpc: "ListSourceCertificates", name: "page_size -1", call: callListSource(&certsyncv1.ListSourceCertificatesRequest{Name: healthy, PageSize: -1}), code: wantInvalid, reason: reasonBadRequest, fields: "page_size"},
 		{rpc: "ListSourceCertificates", name: "token 1MiB", call: callListSource(&certsyncv1.ListSourceCertificatesRequest{Name: healthy, PageToken: huge}), code: wantInvalid, reason: reasonBadRequest, fields: "page_token"},
-		{rpc: "ListSourceCertificates", name: "garbage token", call: callListSource(&certsyncv1.ListSourceCertificatesRequest{Name: healthy, PageToken: "garbage"}), code: wantUnimpl},
+		{rpc: "ListSourceCertificates", name: "garbage token", call: callListSource(&certsyncv1.ListSourceCertificatesRequest{Name: healthy, PageToken: "garbage"}), code: wantInvalid, reason: "INVALID_PAGE_TOKEN", fields: "page_token"},
 
 		// RecordTargetMapping: only name and note are validated today; the
 		// other fields reach the (missing) handler unchecked.

@@ -61,6 +61,7 @@ func (a *app) commands() []*command {
 		approveCommand(),
 		auditCommand(),
 		escalateCommand(),
+		importCommand(), sourceCertificatesCommand(),
 	}
 }
 

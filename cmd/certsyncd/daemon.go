@@ -81,18 +81,10 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 		}
 	}()
 	m := d.metrics
-	d.inv, err = inventory.Build(cfg.Connections, problems, inventory.Options{
-		ProbeTimeout: time.Duration(cfg.Server.ProbeTimeout),
-		UserAgent:    "certsync/" + buildVersion(),
-		OnProbe: func(id string, r scim.Result) {
-			m.Probe(id, r.Outcome.String(), r.Latency, r.CheckedAt)
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	d.onClose(d.inv.Close)
 
+	// The store comes first: connections whose source.type is "imported"
+	// read IPS's certificate from it, so it must outlive the inventory
+	// (closers run in reverse).
 	dataDir, err := resolveDataDir(cfg.Server.DataDir)
 	if err != nil {
 		return nil, err
@@ -107,6 +99,19 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	d.onClose(func() { d.st.Close() })
+
+	d.inv, err = inventory.Build(cfg.Connections, problems, inventory.Options{
+		ProbeTimeout: time.Duration(cfg.Server.ProbeTimeout),
+		UserAgent:    "certsync/" + buildVersion(),
+		OnProbe: func(id string, r scim.Result) {
+			m.Probe(id, r.Outcome.String(), r.Latency, r.CheckedAt)
+		},
+		Store: d.st,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.onClose(d.inv.Close)
 
 	// The gate and the re-registrations know each other: the gate asks
 	// what runs, and an ended re-registration drops the gate's evidence.

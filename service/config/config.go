@@ -156,7 +156,8 @@ type SF struct {
 
 // Source says where IPS's active certificate comes from.
 type Source struct {
-	// Type is "file" or "sandbox".
+	// Type is "file", "sandbox" or "imported" (the version imported with
+	// certsyncctl import NAME FILE --active, kept in the store).
 	Type string `yaml:"type"`
 	// File is a PEM or DER certificate file (type file).
 	File string `yaml:"file"`

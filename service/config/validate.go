@@ -207,10 +207,12 @@ func validateConnection(cn *Connection, field string) Problems {
 		}
 	case "sandbox":
 		checkHTTPSURL(cn.Source.URL, func(format string, args ...any) { add(Error, "source.url", format, args...) })
+	case "imported":
+		// The certificate comes from the store: nothing to check here.
 	case "":
-		add(Error, "source.type", "required: file or sandbox")
+		add(Error, "source.type", "required: file, sandbox or imported")
 	default:
-		add(Error, "source.type", "%q is not one of file, sandbox", cn.Source.Type)
+		add(Error, "source.type", "%q is not one of file, sandbox, imported", cn.Source.Type)
 	}
 	checkCAFile(cn.Source.CAFile, func(format string, args ...any) { add(Error, "source.ca_file", format, args...) })
 

@@ -18,6 +18,7 @@ import (
 	"github.com/certsync/certsync/service/registry"
 	"github.com/certsync/certsync/service/scim"
 	"github.com/certsync/certsync/service/source"
+	"github.com/certsync/certsync/service/store"
 )
 
 // Connection is one configured connection with its clients.
@@ -41,6 +42,9 @@ type Options struct {
 	UserAgent       string
 	// OnProbe, when set, sees every probe of every connection (metrics).
 	OnProbe func(connID string, r scim.Result)
+	// Store keeps the certificates imported for connections whose
+	// source.type is "imported"; required for them.
+	Store store.Store
 }
 
 // Inventory holds the live connections, sorted by id.
@@ -94,6 +98,11 @@ func build(cfg config.Connection, o Options) (*Connection, error) {
 			return nil, err
 		}
 		c.Source = s
+	case "imported":
+		if o.Store == nil {
+			return nil, errors.New("source.type imported needs the store, which keeps the imported certificates")
+		}
+		c.Source = &source.Imported{Store: o.Store, Connection: cfg.ID}
 	default:
 		return nil, fmt.Errorf("source.type %q", cfg.Source.Type)
 	}

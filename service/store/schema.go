@@ -12,7 +12,9 @@ import (
 //
 // Version 2 added audit retention: the audit_checkpoints table and delete
 // triggers that let PruneAudit, and nothing else, remove the oldest events.
-const SchemaVersion = 2
+// Version 3 added the source_certificates table: the versions of IPS's
+// outbound certificate that operators imported.
+const SchemaVersion = 3
 
 // SchemaTooNewError is returned by the Open functions when the database was
 // migrated by a newer certsync. errors.Is(err, ErrSchemaTooNew) holds.
@@ -59,6 +61,14 @@ type dialect struct {
 	// for the rest of the current transaction only; endPrune lowers it.
 	// Both return exactly one row or affect exactly one row.
 	beginPrune, endPrune string
+	// blob is the column type for bytes kept exactly as written (schema
+	// version 3 on).
+	blob string
+	// lockSourceCerts, when not empty, serializes the transactions that
+	// import source certificates for one connection until they end; $1
+	// and $2 are int32 keys (a namespace and a hash of the connection).
+	// SQLite needs none: its write transactions are exclusive anyway.
+	lockSourceCerts string
 }
 
 var sqliteDialect = dialect{
@@ -99,6 +109,7 @@ var sqliteDialect = dialect{
 	},
 	beginPrune: `UPDATE audit_prune SET through = CAST($1 AS INTEGER) WHERE id = 1`,
 	endPrune:   `UPDATE audit_prune SET through = 0 WHERE id = 1`,
+	blob:       "BLOB",
 }
 
 var postgresDialect = dialect{
@@ -145,6 +156,10 @@ var postgresDialect = dialect{
 	},
 	beginPrune: `SELECT set_config('certsync.audit_prune', $1, true)`,
 	endPrune:   `SELECT set_config('certsync.audit_prune', '', true)`,
+	blob:       "BYTEA",
+	// The two-int4 key space of advisory locks does not overlap the
+	// bigint one of migrationLockID.
+	lockSourceCerts: `SELECT pg_advisory_xact_lock($1, $2)`,
 }
 
 // migration brings the schema from version-1 to version. Its statements run
@@ -225,6 +240,30 @@ var migrations = []migration{
 				cutoff       BIGINT NOT NULL
 			)`,
 		}, d.auditGuardV2...)
+	}},
+	{version: 3, stmts: func(d dialect) []string {
+		return []string{
+			// One row per version of IPS's outbound certificate that an
+			// operator imported (IPS has no API to download it). der is
+			// the certificate as parsed; sha256 is lower-case hex of
+			// SHA-256(der), the key that makes importing the same
+			// certificate again an update rather than a second row.
+			`CREATE TABLE source_certificates (
+				id          TEXT PRIMARY KEY,
+				connection  TEXT NOT NULL,
+				der         ` + d.blob + ` NOT NULL,
+				sha256      TEXT NOT NULL,
+				active      BOOLEAN NOT NULL,
+				import_time BIGINT NOT NULL,
+				imported_by TEXT NOT NULL,
+				reason      TEXT NOT NULL
+			)`,
+			`CREATE UNIQUE INDEX source_certificates_der ON source_certificates (connection, sha256)`,
+			// IPS shows exactly one Active certificate per source system;
+			// the database holds at most one per connection.
+			`CREATE UNIQUE INDEX source_certificates_active ON source_certificates (connection) WHERE active`,
+			`CREATE INDEX source_certificates_newest ON source_certificates (connection, import_time DESC, id DESC)`,
+		}
 	}},
 }
 

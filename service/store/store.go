@@ -14,7 +14,7 @@ import (
 // Errors every implementation returns, so that callers can tell them apart
 // with errors.Is.
 var (
-	// ErrNotFound: no such operation.
+	// ErrNotFound: no such operation (or source certificate).
 	ErrNotFound = errors.New("store: not found")
 	// ErrConflict: the operation changed since it was read (its Version
 	// moved), or an operation with the same request id exists.
@@ -210,6 +210,28 @@ type AuditVerification struct {
 	PrunedThrough int64
 }
 
+// SourceCertificate is one version of IPS's outbound certificate, imported
+// by an operator from IPS > Outbound Certificate (IPS has no API to download
+// it). A connection has at most one Active version: the one IPS shows as
+// Active.
+type SourceCertificate struct {
+	// ID is the version's id; ImportSourceCertificate assigns one when it
+	// is empty.
+	ID string
+	// Connection is the connection id (not the resource name).
+	Connection string
+	// DER is the certificate.
+	DER []byte
+	// SHA256 is lower-case hex of SHA-256(DER), computed by the store.
+	SHA256 string
+	// Active is true when IPS shows this certificate as the Active one.
+	Active bool
+	// ImportTime is when the version was first imported; zero means now.
+	ImportTime time.Time
+	ImportedBy string
+	Reason     string
+}
+
 // Lock is a lease on a key.
 type Lock struct {
 	Key     string
@@ -273,6 +295,23 @@ type Store interface {
 	// not verify, removes nothing and returns ErrAuditChainBroken. It
 	// returns the number of events removed.
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)
+
+	// ImportSourceCertificate stores a version of IPS's certificate and,
+	// when audit is not nil, appends audit in the same transaction. When
+	// c is Active, the connection's previously active version becomes
+	// inactive. When the connection already has a version with the same
+	// DER, no second one is stored: that version's Active flag is set to
+	// c.Active and it is returned with its own ID, ImportTime, ImportedBy
+	// and Reason (so a returned ID other than c.ID tells a repeat). An ID
+	// taken by another version yields ErrConflict.
+	ImportSourceCertificate(ctx context.Context, c *SourceCertificate, audit *AuditEvent) (*SourceCertificate, error)
+	// ListSourceCertificates returns a connection's versions newest first
+	// (by ImportTime, then ID) and a token for the next page ("" on the
+	// last); an empty connection lists every connection's.
+	ListSourceCertificates(ctx context.Context, connection string, pageSize int, pageToken string) ([]*SourceCertificate, string, error)
+	// ActiveSourceCertificate returns the connection's Active version, or
+	// ErrNotFound when it has none.
+	ActiveSourceCertificate(ctx context.Context, connection string) (*SourceCertificate, error)
 
 	// Close releases the database.
 	Close() error
