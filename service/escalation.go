@@ -89,7 +89,21 @@ func (s *Server) GetEscalationBundle(ctx context.Context, req *certsyncv1.GetEsc
 		b.KbaReferences = append(b.KbaReferences, k)
 	}
 	sort.Strings(b.KbaReferences)
-	notes = append(notes, "IPS job-log lines: not available (the IPS Tenant Admin API is not configured for this connection)")
+	switch id := s.jobs.get(c.Config.ID); {
+	case c.IPS == nil:
+		notes = append(notes, "IPS job-log lines: not available (the IPS Tenant Admin API is not configured for this connection)")
+	case id == "":
+		notes = append(notes, "IPS job-log lines: no job was started through certsync yet (StartProvisioningJob)")
+	default:
+		if res, err := s.diagnoseJobLog(ctx, c.IPS, id); err != nil {
+			notes = append(notes, "IPS job-log lines of job "+id+": not available: "+err.Error())
+		} else {
+			for _, f := range res.Findings {
+				b.JobLogLines = append(b.JobLogLines, f.Evidence)
+			}
+			notes = append(notes, fmt.Sprintf("IPS job %s: %d failing call(s) in its log", id, len(res.Findings)))
+		}
+	}
 	b.Summary = fmt.Sprintf("IPS (tenant %s) reads SF company %s at %s with client-certificate authentication. %s.",
 		orUnknown(b.TenantId), b.CompanyId, b.SfUrl, strings.Join(notes, "; "))
 	if res.Cause != diagnose.CauseUnspecified {

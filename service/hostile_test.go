@@ -380,11 +380,11 @@ var connectionRPCs = []nameRPC{
 	{"StartProvisioningJob", func(ctx context.Context, e *hostileEnv, n string) error {
 		_, err := e.c.StartProvisioningJob(ctx, &certsyncv1.StartProvisioningJobRequest{Name: n})
 		return err
-	}, wantUnimpl, ""},
+	}, wantNotFound, reasonConnMissing},
 	{"GetProvisioningJob", func(ctx context.Context, e *hostileEnv, n string) error {
 		_, err := e.c.GetProvisioningJob(ctx, &certsyncv1.GetProvisioningJobRequest{Name: n, JobId: "1"})
 		return err
-	}, wantUnimpl, ""},
+	}, wantNotFound, reasonConnMissing},
 	{"GetEscalationBundle", func(ctx context.Context, e *hostileEnv, n string) error {
 		_, err := e.c.GetEscalationBundle(ctx, &certsyncv1.GetEscalationBundleRequest{Name: n})
 		return err
@@ -640,9 +640,8 @@ func (e *hostileEnv) hostileRows() []hostileRow {
 		{rpc: "RecordTargetMapping", name: "garbage fingerprint", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy, Fingerprint: "zz:" + long(1000)}), code: wantInvalid, reason: reasonBadRequest, fields: "fingerprint"},
 		{rpc: "RecordTargetMapping", name: "private key", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy, Certificate: e.keyPEM}), code: wantUnimpl},
 
-		// StartProvisioningJob, GetProvisioningJob: not implemented yet.
-		{rpc: "StartProvisioningJob", name: "type 99", call: callStartJob(&certsyncv1.StartProvisioningJobRequest{Name: healthy, Type: 99}), code: wantUnimpl},
-		{rpc: "StartProvisioningJob", name: "force without reason", call: callStartJob(&certsyncv1.StartProvisioningJobRequest{Name: healthy, Force: true}), code: wantUnimpl},
+		{rpc: "StartProvisioningJob", name: "type 99", call: callStartJob(&certsyncv1.StartProvisioningJobRequest{Name: healthy, Type: 99}), code: wantInvalid, reason: "UNKNOWN_JOB_TYPE", fields: "type"},
+		{rpc: "StartProvisioningJob", name: "force without reason", call: callStartJob(&certsyncv1.StartProvisioningJobRequest{Name: healthy, Force: true}), code: wantInvalid, reason: "REASON_REQUIRED", fields: "reason"},
 		{rpc: "StartProvisioningJob", name: "reason 1MiB", call: callStartJob(&certsyncv1.StartProvisioningJobRequest{Name: healthy, Reason: huge}), code: wantInvalid, reason: reasonBadRequest, fields: "reason"},
 		{rpc: "StartProvisioningJob", name: "reason newline", call: callStartJob(&certsyncv1.StartProvisioningJobRequest{Name: healthy, Force: true, Reason: "a\nb"}), code: wantInvalid, reason: reasonBadRequest, fields: "reason"},
 		{rpc: "GetProvisioningJob", name: "job_id 1MiB", call: callGetJob(&certsyncv1.GetProvisioningJobRequest{Name: healthy, JobId: huge}), code: wantInvalid, reason: reasonBadRequest, fields: "job_id"},

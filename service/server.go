@@ -52,6 +52,7 @@ type Server struct {
 	ops     *reregister.Manager
 	metrics *metrics.Metrics
 	st      store.Store
+	jobs    lastJobs
 }
 
 var errNoStore = fault.New(fault.Unimplemented, "NO_STORE", "this server runs without a store: the audit log is not available")

@@ -142,6 +142,18 @@ type IPS struct {
 	TenantID string `yaml:"tenant_id"`
 	// SourceSystemID is the id of IPS's SuccessFactors source system.
 	SourceSystemID string `yaml:"source_system_id"`
+	// BaseURL is the Identity Authentication tenant host that serves IPS's
+	// Tenant Admin API (https://tenant.accounts.ondemand.com); empty: no
+	// IPS API (no provisioning jobs, no job logs).
+	BaseURL string `yaml:"base_url"`
+	// Auth is "oauth2" (client credentials), "certificate" (PKCS#12) or
+	// "basic".
+	Auth               string `yaml:"auth"`
+	ClientID           string `yaml:"client_id"`
+	ClientSecretFile   string `yaml:"client_secret_file"`
+	PKCS12File         string `yaml:"pkcs12_file"`
+	PKCS12PasswordFile string `yaml:"pkcs12_password_file"`
+	CAFile             string `yaml:"ca_file"`
 }
 
 // SF says how to reach SuccessFactors.

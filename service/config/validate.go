@@ -94,7 +94,7 @@ func (c *Config) ResolvePaths(dir string) {
 	}
 	for i := range c.Connections {
 		cn := &c.Connections[i]
-		for _, p := range []*string{&cn.SF.CAFile, &cn.Source.File, &cn.Source.CAFile, &cn.Registry.TokenFile, &cn.Registry.CAFile, &cn.Probe.CertFile, &cn.Probe.KeyFile} {
+		for _, p := range []*string{&cn.IPS.ClientSecretFile, &cn.IPS.PKCS12File, &cn.IPS.PKCS12PasswordFile, &cn.IPS.CAFile, &cn.SF.CAFile, &cn.Source.File, &cn.Source.CAFile, &cn.Registry.TokenFile, &cn.Registry.CAFile, &cn.Probe.CertFile, &cn.Probe.KeyFile} {
 			abs(p)
 		}
 	}
@@ -256,6 +256,28 @@ func validateConnection(cn *Connection, field string) Problems {
 			// tls's messages name the mismatch without echoing key material.
 			add(Error, "probe.key_file", "does not go with probe.cert_file: %v", err)
 		}
+	}
+	if i := cn.IPS; i.BaseURL != "" {
+		checkHTTPSURL(i.BaseURL, func(format string, args ...any) { add(Error, "ips.base_url", format, args...) })
+		if i.SourceSystemID == "" {
+			add(Error, "ips.source_system_id", "required with ips.base_url: the IPS source system to start jobs for")
+		}
+		switch i.Auth {
+		case "oauth2", "basic":
+			if i.ClientID == "" {
+				add(Error, "ips.client_id", "required for ips.auth %s", i.Auth)
+			}
+			if err := checkReadable(i.ClientSecretFile); err != nil {
+				add(Error, "ips.client_secret_file", "%v", err)
+			}
+		case "certificate":
+			if err := checkReadable(i.PKCS12File); err != nil {
+				add(Error, "ips.pkcs12_file", "%v", err)
+			}
+		default:
+			add(Error, "ips.auth", "%q is not one of oauth2, certificate, basic", i.Auth)
+		}
+		checkCAFile(i.CAFile, func(format string, args ...any) { add(Error, "ips.ca_file", format, args...) })
 	}
 	if cn.Probe.AcceptPlatformOnlyEvidence && cn.Probe.Identity != "separate" {
 		add(Warning, "probe.accept_platform_only_evidence", "has no effect unless probe.identity is separate")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certsync/certsync/service/compare"
 	"github.com/certsync/certsync/service/config"
+	"github.com/certsync/certsync/service/ips"
 	"github.com/certsync/certsync/service/registry"
 	"github.com/certsync/certsync/service/scim"
 	"github.com/certsync/certsync/service/source"
@@ -29,6 +30,8 @@ type Connection struct {
 	// Registry is nil for the manual driver, whose steps a person performs.
 	Registry registry.Driver
 	Prober   *scim.Prober
+	// IPS is the Tenant Admin API client; nil when not configured.
+	IPS *ips.Client
 }
 
 // Name is the connection's resource name.
@@ -133,6 +136,22 @@ func build(cfg config.Connection, o Options) (*Connection, error) {
 		return nil, err
 	}
 	c.Prober = p
+	if i := cfg.IPS; i.BaseURL != "" {
+		method, err := ips.ParseAuthMethod(i.Auth)
+		if err != nil {
+			return nil, fmt.Errorf("ips.auth: %w", err)
+		}
+		roots, err := loadPool(i.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ips.ca_file: %w", err)
+		}
+		cl, err := ips.New(ips.Config{BaseURL: i.BaseURL, Method: method, ClientID: i.ClientID, ClientSecretFile: i.ClientSecretFile,
+			PKCS12File: i.PKCS12File, PKCS12PasswordFile: i.PKCS12PasswordFile, RootCAs: roots})
+		if err != nil {
+			return nil, fmt.Errorf("ips: %w", err)
+		}
+		c.IPS = cl
+	}
 	return c, nil
 }
 
@@ -169,6 +188,9 @@ func (inv *Inventory) Close() {
 	for _, c := range inv.list {
 		if c.Prober != nil {
 			c.Prober.Close()
+		}
+		if c.IPS != nil {
+			c.IPS.Close()
 		}
 		if cl, ok := c.Registry.(interface{ Close() }); ok {
 			cl.Close()

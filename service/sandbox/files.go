@@ -113,6 +113,15 @@ func (s *Sandbox) WriteFiles(dir string) ([]config.Connection, error) {
 			},
 		})
 	}
+	// Each connection reaches its simulated IAS tenant (IPS's Tenant Admin
+	// API) with OAuth2 client credentials.
+	for i := range out {
+		st := s.IPSSettings(out[i].ID)
+		out[i].IPS = config.IPS{
+			TenantID: st.TenantID, SourceSystemID: st.SourceSystemID, BaseURL: st.BaseURL,
+			Auth: "oauth2", ClientID: st.ClientID, ClientSecretFile: st.ClientSecretFile, CAFile: st.CAFile,
+		}
+	}
 	s.log.Info("sandbox files written", "dir", dir, "ca_file", caFile, "connections", len(out))
 	return out, nil
 }
