@@ -145,21 +145,9 @@ func (s *sqlStore) ListAudit(ctx context.Context, connection string, size int, t
 	}
 	args = append(args, size+1)
 	sql += fmt.Sprintf(` ORDER BY sequence DESC LIMIT $%d`, len(args))
-	rs, err := s.b.query(ctx, sql, args...)
+	out, err := queryAll(ctx, s.b, "list audit", scanAudit, sql, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("store: list audit: %w", err)
-	}
-	defer rs.Close()
-	var out []*AuditEvent
-	for rs.Next() {
-		ev, err := scanAudit(rs)
-		if err != nil {
-			return nil, "", fmt.Errorf("store: list audit: %w", err)
-		}
-		out = append(out, ev)
-	}
-	if err := rs.Err(); err != nil {
-		return nil, "", fmt.Errorf("store: list audit: %w", err)
+		return nil, "", err
 	}
 	next := ""
 	if len(out) > size {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"context"
 	"errors"
 )
@@ -21,6 +22,28 @@ type rows interface {
 	Scan(dest ...any) error
 	Err() error
 	Close()
+}
+
+// queryAll runs a query and scans every row with scan; what names the
+// query in errors.
+func queryAll[T any](ctx context.Context, q querier, what string, scan func(row) (T, error), sql string, args ...any) ([]T, error) {
+	rs, err := q.query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	defer rs.Close()
+	var out []T
+	for rs.Next() {
+		v, err := scan(rs)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return out, nil
 }
 
 // querier runs statements, inside a transaction or not. Placeholders are

@@ -165,21 +165,9 @@ func (s *sqlStore) ListSourceCertificates(ctx context.Context, connection string
 	}
 	args = append(args, size+1)
 	sql += fmt.Sprintf(` ORDER BY import_time DESC, id DESC LIMIT $%d`, len(args))
-	rs, err := s.b.query(ctx, sql, args...)
+	out, err := queryAll(ctx, s.b, "list source certificates", scanSourceCertificate, sql, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("store: list source certificates: %w", err)
-	}
-	defer rs.Close()
-	var out []*SourceCertificate
-	for rs.Next() {
-		c, err := scanSourceCertificate(rs)
-		if err != nil {
-			return nil, "", fmt.Errorf("store: list source certificates: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rs.Err(); err != nil {
-		return nil, "", fmt.Errorf("store: list source certificates: %w", err)
+		return nil, "", err
 	}
 	next := ""
 	if len(out) > size {
