@@ -1,9 +1,9 @@
 package store
 
 import (
-	"fmt"
 	"context"
 	"errors"
+	"fmt"
 )
 
 // The two drivers (database/sql for SQLite, pgx for PostgreSQL) differ in
