@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +26,7 @@ import (
 	"github.com/certsync/certsync/service/compare"
 	"github.com/certsync/certsync/service/config"
 	"github.com/certsync/certsync/service/gate"
+	"github.com/certsync/certsync/service/httpgate"
 	"github.com/certsync/certsync/service/inventory"
 	"github.com/certsync/certsync/service/metrics"
 	"github.com/certsync/certsync/service/reregister"
@@ -50,6 +53,13 @@ type daemon struct {
 	lis      net.Listener
 	metrHTTP *http.Server
 	metrLis  net.Listener
+
+	// The HTTP/JSON gateway: an HTTP server whose handlers call the gRPC
+	// port through gwConn, so that every interceptor applies.
+	gwHTTP *http.Server
+	gwLis  net.Listener
+	gwConn interface{ Close() error }
+	tlsr   *tlsreload.Reloader // the gRPC port's certificates, when TLS is on
 
 	healthGRPC *grpc.Server
 	hsPublic   *health.Server // the health port's: the process only
@@ -190,6 +200,12 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 		d.onClose(func() { d.metrHTTP.Close() })
 	}
 
+	if a := cfg.Server.HTTPAddr; a != "" {
+		if err := d.startGateway(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+
 	// Health: the process is up; each connection is UNKNOWN until its first
 	// verdict (a health check never starts a probe).
 	for _, hs := range []*health.Server{d.hs, d.hsPublic} {
@@ -263,7 +279,7 @@ func (d *daemon) serve(ctx context.Context) error {
 		wg.Wait()
 		close(d.loops)
 	}()
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 4)
 	go func() { serveErr <- d.grpc.Serve(d.lis) }()
 	if d.healthGRPC != nil {
 		go func() { serveErr <- d.healthGRPC.Serve(d.healthLis) }()
@@ -276,7 +292,21 @@ func (d *daemon) serve(ctx context.Context) error {
 			}
 		}()
 	}
+	if d.gwHTTP != nil {
+		go func() {
+			var err error
+			if d.gwHTTP.TLSConfig != nil {
+				err = d.gwHTTP.ServeTLS(d.gwLis, "", "")
+			} else {
+				err = d.gwHTTP.Serve(d.gwLis)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("http gateway: %w", err)
+			}
+		}()
+	}
 	d.log.Info("certsyncd serving", "grpc_addr", d.lis.Addr().String(), "metrics_addr", d.cfg.Server.MetricsAddr,
+		"http_addr", d.cfg.Server.HTTPAddr,
 		"version", buildVersion(), "connections", len(d.inv.All()))
 
 	var failed error
@@ -302,6 +332,17 @@ func (d *daemon) shutdown() {
 	grace := time.Duration(d.cfg.Server.ShutdownGrace)
 	d.log.Info("shutting down", "grace", grace.String())
 	deadline := time.Now().Add(grace)
+	if d.gwHTTP != nil {
+		// HTTP first: its running requests are gRPC calls, which the
+		// gRPC server's graceful stop below would otherwise wait for
+		// while no new ones may start.
+		shutCtx, cancel := context.WithDeadline(context.Background(), deadline)
+		if err := d.gwHTTP.Shutdown(shutCtx); err != nil {
+			_ = d.gwHTTP.Close()
+		}
+		cancel()
+		_ = d.gwConn.Close()
+	}
 	stopped := make(chan struct{})
 	go func() { d.grpc.GracefulStop(); close(stopped) }()
 	select {
@@ -340,6 +381,7 @@ func (d *daemon) security(cfg *config.Config) (*auth.Authorizer, []grpc.ServerOp
 			return nil, nil, err
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
+		d.tlsr = r
 	}
 	o := auth.DefaultOptions()
 	o.Required = s.AuthRequired()
@@ -369,6 +411,50 @@ func (d *daemon) security(cfg *config.Config) (*auth.Authorizer, []grpc.ServerOp
 		d.log.Warn("serving without authentication (--insecure-no-auth): every caller has every role", "grpc_addr", s.GRPCAddr)
 	}
 	return authz, opts, nil
+}
+
+// startGateway binds the HTTP/JSON gateway (service/httpgate). Its
+// handlers call the gRPC port over a client connection, with the caller's
+// Authorization header as metadata. With TLS the HTTP port serves HTTPS
+// with the gRPC port's certificate (re-read on change, as there) and the
+// connection to the gRPC port accepts only that certificate.
+func (d *daemon) startGateway(ctx context.Context, addr string) error {
+	var pin func() *x509.Certificate
+	if d.tlsr != nil {
+		pin = d.tlsr.Leaf
+	}
+	conn, err := httpgate.Dial(d.lis.Addr().String(), pin)
+	if err != nil {
+		return fmt.Errorf("http gateway: %w", err)
+	}
+	d.gwConn = conn
+	d.onClose(func() { conn.Close() })
+	h, err := httpgate.New(ctx, certsyncv1.NewCertSyncServiceClient(conn))
+	if err != nil {
+		return fmt.Errorf("http gateway: %w", err)
+	}
+	d.gwHTTP = &http.Server{
+		Handler:           http.MaxBytesHandler(h, int64(d.cfg.Server.MaxMessageBytes)),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(d.log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	if d.tlsr != nil {
+		base := d.tlsr.TLSConfig()
+		d.gwHTTP.TLSConfig = &tls.Config{
+			MinVersion:     base.MinVersion,
+			CipherSuites:   base.CipherSuites,
+			GetCertificate: base.GetCertificate,
+			NextProtos:     []string{"h2", "http/1.1"},
+		}
+	}
+	d.gwLis, err = net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (http): %w", addr, err)
+	}
+	d.onClose(func() { d.gwHTTP.Close(); d.gwLis.Close() })
+	return nil
 }
 
 // pruneAudit applies the audit retention at start and then hourly. With

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"database/sql"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -112,9 +113,9 @@ func TestSecurity(t *testing.T) {
 	cfgPath := filepath.Join(dir, "certsync.yaml")
 	writePEM(t, cfgPath, data)
 
-	healthAddr := testutil.FreeAddr(t)
+	healthAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	dataDir := filepath.Join(dir, "data")
-	addr, logs, stop := startServe(t, "--config", cfgPath, "--health-addr", healthAddr, "--data-dir", dataDir, "--settle-window", "3s", "--refresh-interval", "0")
+	addr, logs, stop := startServe(t, "--config", cfgPath, "--health-addr", healthAddr, "--http-addr", httpAddr, "--data-dir", dataDir, "--settle-window", "3s", "--refresh-interval", "0")
 	defer stop()
 
 	roots := x509.NewCertPool()
@@ -160,6 +161,30 @@ func TestSecurity(t *testing.T) {
 	}
 	if _, err := viewer.CompareFingerprints(ctx, &certsyncv1.CompareFingerprintsRequest{Name: "demo-desync"}); err != nil {
 		t.Errorf("viewer compare: %v", err)
+	}
+	// The HTTP gateway serves HTTPS with the same certificate, and calls
+	// the gRPC port (TLS, pinned to that certificate) with the token.
+	testutil.WaitListening(t, httpAddr, 10*time.Second)
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	for tok, want := range map[string]int{"": http.StatusUnauthorized, secrets["viewer"]: http.StatusOK} {
+		req, _ := http.NewRequest("GET", "https://"+httpAddr+"/v1/connections/demo-healthy:checkGate", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("https gate: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("https gate (token %t): %d, want %d", tok != "", resp.StatusCode, want)
+		}
+	}
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + httpAddr + "/v1/connections/demo-healthy:checkGate"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("plain HTTP on the HTTPS port: %d", resp.StatusCode)
+		}
 	}
 	_, err = viewer.ReregisterCertificate(ctx, &certsyncv1.ReregisterCertificateRequest{Name: "demo-desync", Reason: "viewer tries"})
 	if status.Code(err) != codes.PermissionDenied || reason(err) != "ROLE_REQUIRED" || !strings.Contains(status.Convert(err).Message(), "operator") {

@@ -54,6 +54,7 @@ func newServeFlagSet(stderr io.Writer) (*flag.FlagSet, *serverFlags) {
 	fs.BoolVar(&f.cfg.RequireClientCert, "require-client-cert", false, "demand a client certificate at the TLS handshake")
 	fs.StringVar(&f.cfg.TokensFile, "tokens", "", "bearer tokens file (names, roles, SHA-256 hashes; re-read when it changes)")
 	fs.StringVar(&f.cfg.HealthAddr, "health-addr", "", "serve grpc.health.v1 alone here, without TLS or authentication (Kubernetes probes)")
+	fs.StringVar(&f.cfg.HTTPAddr, "http-addr", "", "serve the gate, compare and diagnosis as HTTP/JSON here (HTTPS when TLS is on; bearer tokens); default: off")
 	fs.BoolVar(&f.cfg.NoReflection, "no-reflection", false, "close server reflection on the main port")
 	fs.BoolVar(&f.cfg.InsecureNoTLS, "insecure-no-tls", false, "allow a non-loopback --grpc-addr without TLS")
 	fs.BoolVar(&f.cfg.InsecureNoAuth, "insecure-no-auth", false, "allow a non-loopback --grpc-addr without authentication")
@@ -131,6 +132,8 @@ func loadConfig(fs *flag.FlagSet, f *serverFlags) (*config.Config, config.Proble
 			cfg.Server.TokensFile = f.cfg.TokensFile
 		case "health-addr":
 			cfg.Server.HealthAddr = f.cfg.HealthAddr
+		case "http-addr":
+			cfg.Server.HTTPAddr = f.cfg.HTTPAddr
 		case "no-reflection":
 			cfg.Server.NoReflection = f.cfg.NoReflection
 		case "insecure-no-tls":

@@ -85,6 +85,11 @@ type Server struct {
 	// HealthAddr serves grpc.health.v1 alone, without TLS or
 	// authentication, for Kubernetes probes.
 	HealthAddr string `yaml:"health_addr"`
+	// HTTPAddr serves the gate, the comparison and the diagnosis as
+	// HTTP/JSON (service/httpgate); empty: none. HTTPS with the gRPC
+	// port's certificate when TLS is on; callers authenticate with bearer
+	// tokens.
+	HTTPAddr string `yaml:"http_addr"`
 	// NoReflection closes server reflection on the main port.
 	NoReflection bool `yaml:"no_reflection"`
 	// InsecureNoTLS and InsecureNoAuth allow listening on a non-loopback

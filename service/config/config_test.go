@@ -314,6 +314,14 @@ func TestValidateRules(t *testing.T) {
 			c.Server.RefreshInterval = &d
 		}, nil},
 		{"metrics addr", func(c *config.Config) { c.Server.MetricsAddr = "metrics" }, []want{errorAt("server.metrics_addr", "HOST:PORT")}},
+		{"http addr", func(c *config.Config) { c.Server.HTTPAddr = "http" }, []want{errorAt("server.http_addr", "HOST:PORT")}},
+		{"http addr loopback", func(c *config.Config) { c.Server.HTTPAddr = "127.0.0.1:8080" }, nil},
+		{"http addr public without TLS", func(c *config.Config) { c.Server.HTTPAddr = "0.0.0.0:8080" }, []want{errorAt("server.http_addr", "not a loopback address and TLS is off")}},
+		{"http addr public without auth", func(c *config.Config) { c.Server.HTTPAddr, c.Server.InsecureNoTLS = "0.0.0.0:8080", true },
+			[]want{errorAt("server.http_addr", "not a loopback address and authentication is off")}},
+		{"http addr public with tokens, TLS elsewhere", func(c *config.Config) {
+			c.Server.HTTPAddr, c.Server.InsecureNoTLS, c.Server.TokensFile = "0.0.0.0:8080", true, f.txt
+		}, nil},
 		{"store unknown", func(c *config.Config) { c.Server.Store = "mysql://user:password@db/certsync" }, []want{errorAt("server.store", "sqlite:PATH or postgres://")}},
 		{"store sqlite", func(c *config.Config) { c.Server.Store = "sqlite:" + filepath.Join(f.dir, "db") }, nil},
 		{"store postgres", func(c *config.Config) { c.Server.Store = "postgres://db/certsync" }, nil},

@@ -331,6 +331,24 @@ func (c *Config) validateSecurity() Problems {
 			add(Error, "server.health_addr", "%q is not HOST:PORT", s.HealthAddr)
 		}
 	}
+	if s.HTTPAddr != "" {
+		host, _, err := net.SplitHostPort(s.HTTPAddr)
+		switch {
+		case err != nil:
+			add(Error, "server.http_addr", "%q is not HOST:PORT", s.HTTPAddr)
+		case !loopback(host) && !s.TLS() && !s.InsecureNoTLS:
+			add(Error, "server.http_addr", "%s is not a loopback address and TLS is off: set --tls-cert and --tls-key (the HTTP port then serves HTTPS with the same certificate), or --insecure-no-tls if something else encrypts the traffic", s.HTTPAddr)
+		case !loopback(host) && !s.AuthRequired() && !s.InsecureNoAuth:
+			add(Error, "server.http_addr", "%s is not a loopback address and authentication is off: set --tokens, or --insecure-no-auth if something else authenticates callers", s.HTTPAddr)
+		}
+		// The gateway calls the gRPC port itself, without a client
+		// certificate: HTTP callers can only bring bearer tokens.
+		if s.RequireClientCert {
+			add(Error, "server.http_addr", "the HTTP gateway calls the gRPC port without a client certificate, which server.require_client_cert (--require-client-cert) refuses; HTTP callers authenticate with bearer tokens")
+		} else if s.AuthRequired() && s.TokensFile == "" {
+			add(Error, "server.http_addr", "HTTP callers authenticate with bearer tokens only: set server.tokens_file (--tokens)")
+		}
+	}
 	if host, _, err := net.SplitHostPort(s.GRPCAddr); err == nil && !loopback(host) {
 		if !s.TLS() && !s.InsecureNoTLS {
 			add(Error, "server.grpc_addr", "%s is not a loopback address and TLS is off: set --tls-cert and --tls-key, or --insecure-no-tls if something else encrypts the traffic", s.GRPCAddr)
