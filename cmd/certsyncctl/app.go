@@ -61,6 +61,8 @@ func (a *app) commands() []*command {
 		approveCommand(),
 		auditCommand(),
 		escalateCommand(),
+		startJobCommand(),
+		jobCommand(),
 		importCommand(), sourceCertificatesCommand(),
 	}
 }
