@@ -1,7 +1,6 @@
 package service
 
 import (
-	"crypto/sha256"
 	"net/url"
 	"strconv"
 	"time"
@@ -64,11 +63,6 @@ func probeIdentityProto(identity string) certsyncv1.ProbeIdentity {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-func fingerprintOf(der []byte) string {
-	sum := sha256.Sum256(der)
-	return x509cert.FormatFingerprint(sum[:])
-}
 
 func summaryProto(s x509cert.Summary, now time.Time) *certsyncv1.CertificateSummary {
 	return &certsyncv1.CertificateSummary{

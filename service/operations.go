@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
 	"github.com/certsync/certsync/service/auth"
 	"github.com/certsync/certsync/service/fault"
 	"github.com/certsync/certsync/service/reregister"
 	"github.com/certsync/certsync/service/store"
+	"github.com/certsync/certsync/service/x509cert"
 )
 
 const defaultWaitTimeout = time.Minute
@@ -174,22 +174,15 @@ func stepStateProto(s store.StepState) certsyncv1.StepState {
 	return certsyncv1.StepState(certsyncv1.StepState_value["STEP_STATE_"+string(s)])
 }
 
-func ts(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
-}
-
 func operationProto(op *store.Operation) *certsyncv1.Operation {
 	p := &certsyncv1.Operation{
 		Name:         operationPrefix + op.ID,
 		Connection:   connectionPrefix + op.Connection,
 		State:        operationStateProto[op.State],
 		Done:         op.Done(),
-		CreateTime:   ts(op.CreateTime),
-		UpdateTime:   ts(op.UpdateTime),
-		EndTime:      ts(op.EndTime),
+		CreateTime:   timestampOrNil(op.CreateTime),
+		UpdateTime:   timestampOrNil(op.UpdateTime),
+		EndTime:      timestampOrNil(op.EndTime),
 		RequestId:    op.RequestID,
 		Reason:       op.Reason,
 		RequestedBy:  op.RequestedBy,
@@ -200,15 +193,15 @@ func operationProto(op *store.Operation) *certsyncv1.Operation {
 		Automatic:    op.Automatic,
 	}
 	if len(op.SourceCertificateDER) > 0 {
-		p.SourceSha256 = fingerprintOf(op.SourceCertificateDER)
+		p.SourceSha256 = x509cert.SHA256Fingerprint(op.SourceCertificateDER)
 	}
 	if op.Backup != nil {
-		p.PreviousSha256 = fingerprintOf(op.Backup.CertificateDER)
+		p.PreviousSha256 = x509cert.SHA256Fingerprint(op.Backup.CertificateDER)
 	}
 	for _, st := range op.Steps {
 		p.Steps = append(p.Steps, &certsyncv1.OperationStep{
 			Kind: stepKindProto(st.Kind), State: stepStateProto(st.State), Message: st.Message,
-			StartTime: ts(st.StartTime), EndTime: ts(st.EndTime), Attempts: int32(st.Attempts),
+			StartTime: timestampOrNil(st.StartTime), EndTime: timestampOrNil(st.EndTime), Attempts: int32(st.Attempts),
 		})
 	}
 	if e := op.Error; e != nil {
@@ -223,7 +216,7 @@ func operationProto(op *store.Operation) *certsyncv1.Operation {
 			RequestUrl:              fp.RequestURL,
 			Latency:                 durationpb.New(fp.Latency),
 			ClientCertificateSha256: fp.ClientSHA256,
-			CheckedAt:               ts(fp.CheckedAt),
+			CheckedAt:               timestampOrNil(fp.CheckedAt),
 			Connection:              connectionPrefix + op.Connection,
 		}
 	}

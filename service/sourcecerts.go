@@ -63,7 +63,7 @@ func (s *Server) ImportSourceCertificate(ctx context.Context, req *certsyncv1.Im
 	}
 	repeat := v.ID != id
 	s.log.InfoContext(ctx, "source certificate imported", "connection", c.Name(), "version", v.ID,
-		"sha256", fingerprintOf(v.DER), "active", v.Active, "repeat", repeat)
+		"sha256", x509cert.SHA256Fingerprint(v.DER), "active", v.Active, "repeat", repeat)
 	resp := &certsyncv1.ImportSourceCertificateResponse{SourceCertificate: sourceCertificateProto(v, now)}
 	for _, f := range s.importFindings(ctx, c, cert, v, repeat, now) {
 		resp.Findings = append(resp.Findings, &certsyncv1.ComparisonFinding{
@@ -223,12 +223,12 @@ func (s *Server) ListSourceCertificates(ctx context.Context, req *certsyncv1.Lis
 }
 
 func sourceCertificateProto(v *store.SourceCertificate, now time.Time) *certsyncv1.SourceCertificate {
-	p := &certsyncv1.SourceCertificate{Id: v.ID, Active: v.Active, ImportTime: ts(v.ImportTime), ImportedBy: v.ImportedBy}
+	p := &certsyncv1.SourceCertificate{Id: v.ID, Active: v.Active, ImportTime: timestampOrNil(v.ImportTime), ImportedBy: v.ImportedBy}
 	if cert, err := x509.ParseCertificate(v.DER); err == nil {
 		p.Certificate = summaryProto(x509cert.Summarize(cert), now)
 	} else {
 		// Imports are parsed before they are stored; show what is known.
-		p.Certificate = &certsyncv1.CertificateSummary{Sha256Fingerprint: fingerprintOf(v.DER), Der: v.DER}
+		p.Certificate = &certsyncv1.CertificateSummary{Sha256Fingerprint: x509cert.SHA256Fingerprint(v.DER), Der: v.DER}
 	}
 	return p
 }

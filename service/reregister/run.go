@@ -12,6 +12,7 @@ import (
 	"github.com/certsync/certsync/service/registry"
 	"github.com/certsync/certsync/service/scim"
 	"github.com/certsync/certsync/service/store"
+	"github.com/certsync/certsync/service/x509cert"
 )
 
 // errHandOver stops a run without ending the operation: SF stayed
@@ -272,7 +273,7 @@ func (r *run) deleteMapping(c *inventory.Connection) error {
 // upload puts IPS's certificate in place. It returns ended=true when it
 // finished the operation (rolled back).
 func (r *run) upload(c *inventory.Connection, source *x509.Certificate) (bool, error) {
-	if err := r.begin(store.StepUploadCertificate, "uploading IPS's certificate SHA-256 "+fp(source.Raw)); err != nil {
+	if err := r.begin(store.StepUploadCertificate, "uploading IPS's certificate SHA-256 "+x509cert.SHA256Fingerprint(source.Raw)); err != nil {
 		return false, err
 	}
 	// Recovered or not, the delete may have happened: finish the upload even
@@ -357,7 +358,7 @@ func (r *run) verify(c *inventory.Connection, source *x509.Certificate) (bool, e
 	for _, m := range ms {
 		if m.Certificate != nil && bytes.Equal(m.Certificate.Raw, source.Raw) {
 			r.op.NewMappingID = m.ID
-			return false, r.end(store.StepVerifyReadback, store.StepSucceeded, "SF maps IPS's certificate as "+m.ID+" (SHA-256 "+fp(source.Raw)+")")
+			return false, r.end(store.StepVerifyReadback, store.StepSucceeded, "SF maps IPS's certificate as "+m.ID+" (SHA-256 "+x509cert.SHA256Fingerprint(source.Raw)+")")
 		}
 	}
 	return true, r.rollback(c, "READBACK_DIFFERS", "SF's mappings do not contain the uploaded certificate")

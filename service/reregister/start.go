@@ -72,7 +72,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 		CreateTime: now, UpdateTime: now,
 		Steps: []store.Step{
 			{Kind: store.StepCheckPreconditions, State: store.StepSucceeded, Message: plan.checks, StartTime: now, EndTime: now, Attempts: 1},
-			{Kind: store.StepReadSource, State: store.StepSucceeded, Message: "IPS's active certificate, SHA-256 " + fp(plan.source.Raw) + ", journaled", StartTime: now, EndTime: now, Attempts: 1},
+			{Kind: store.StepReadSource, State: store.StepSucceeded, Message: "IPS's active certificate, SHA-256 " + x509cert.SHA256Fingerprint(plan.source.Raw) + ", journaled", StartTime: now, EndTime: now, Attempts: 1},
 			backupStep(plan.backup, now),
 			{Kind: store.StepDeleteMapping, State: store.StepPending},
 			{Kind: store.StepUploadCertificate, State: store.StepPending},
@@ -153,7 +153,7 @@ func backupStep(b *store.Mapping, now time.Time) store.Step {
 		return store.Step{Kind: store.StepBackupMapping, State: store.StepSkipped, Message: "no mapping to back up"}
 	}
 	return store.Step{Kind: store.StepBackupMapping, State: store.StepSucceeded, StartTime: now, EndTime: now, Attempts: 1,
-		Message: fmt.Sprintf("mapping %s (configuration %q, integration %q, login %q, SHA-256 %s) journaled", b.ID, b.ConfigurationName, b.IntegrationName, b.LoginName, fp(b.CertificateDER))}
+		Message: fmt.Sprintf("mapping %s (configuration %q, integration %q, login %q, SHA-256 %s) journaled", b.ID, b.ConfigurationName, b.IntegrationName, b.LoginName, x509cert.SHA256Fingerprint(b.CertificateDER))}
 }
 
 type plan struct {
@@ -254,9 +254,4 @@ func (m *Manager) plan(ctx context.Context, c *inventory.Connection, req Request
 		p.checks += "; the caller's etag holds"
 	}
 	return p, nil
-}
-
-func fp(der []byte) string {
-	s := sha256.Sum256(der)
-	return x509cert.FormatFingerprint(s[:])
 }

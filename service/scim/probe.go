@@ -5,7 +5,6 @@ package scim
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -151,13 +150,12 @@ func New(cfg Config) (*Prober, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	sum := sha256.Sum256(cfg.Certificate.Certificate[0])
 	return &Prober{
 		cfg:        cfg,
 		client:     &http.Client{Transport: t, Timeout: cfg.Timeout, CheckRedirect: noRedirects},
 		transport:  t,
 		requestURL: reqURL.String(),
-		certSHA256: x509cert.FormatFingerprint(sum[:]),
+		certSHA256: x509cert.SHA256Fingerprint(cfg.Certificate.Certificate[0]),
 	}, nil
 }
 

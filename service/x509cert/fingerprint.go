@@ -1,6 +1,7 @@
 package x509cert
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -44,6 +45,13 @@ func (a Algorithm) size() int {
 type Fingerprint struct {
 	Algorithm Algorithm
 	Sum       []byte
+}
+
+// SHA256Fingerprint is the SHA-256 fingerprint of a certificate's DER, as
+// FormatFingerprint prints it.
+func SHA256Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return FormatFingerprint(sum[:])
 }
 
 // FormatFingerprint prints sum as `openssl x509 -fingerprint` does:
