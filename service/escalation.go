@@ -89,7 +89,7 @@ func (s *Server) GetEscalationBundle(ctx context.Context, req *certsyncv1.GetEsc
 		b.KbaReferences = append(b.KbaReferences, k)
 	}
 	sort.Strings(b.KbaReferences)
-	switch id := s.jobs.get(c.Config.ID); {
+	switch id := s.latestJob(ctx, c.Config.ID); {
 	case c.IPS == nil:
 		notes = append(notes, "IPS job-log lines: not available (the IPS Tenant Admin API is not configured for this connection)")
 	case id == "":

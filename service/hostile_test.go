@@ -374,9 +374,9 @@ var connectionRPCs = []nameRPC{
 		return err
 	}, wantNotFound, reasonConnMissing},
 	{"RecordTargetMapping", func(ctx context.Context, e *hostileEnv, n string) error {
-		_, err := e.c.RecordTargetMapping(ctx, &certsyncv1.RecordTargetMappingRequest{Name: n})
+		_, err := e.c.RecordTargetMapping(ctx, &certsyncv1.RecordTargetMappingRequest{Name: n, Fingerprint: strings.Repeat("ab", 32)})
 		return err
-	}, wantUnimpl, ""},
+	}, wantNotFound, reasonConnMissing},
 	{"StartProvisioningJob", func(ctx context.Context, e *hostileEnv, n string) error {
 		_, err := e.c.StartProvisioningJob(ctx, &certsyncv1.StartProvisioningJobRequest{Name: n})
 		return err
@@ -409,9 +409,9 @@ var operationRPCs = []nameRPC{
 		return err
 	}, wantNotFound, reasonOpMissing},
 	{"ConfirmOperationStep", func(ctx context.Context, e *hostileEnv, n string) error {
-		_, err := e.c.ConfirmOperationStep(ctx, &certsyncv1.ConfirmOperationStepRequest{Name: n})
+		_, err := e.c.ConfirmOperationStep(ctx, &certsyncv1.ConfirmOperationStepRequest{Name: n, Step: certsyncv1.StepKind_STEP_KIND_DELETE_MAPPING})
 		return err
-	}, wantUnimpl, ""},
+	}, wantNotFound, reasonOpMissing},
 }
 
 // filterRPCs take an optional connection filter in field `connection`.
@@ -590,13 +590,19 @@ func (e *hostileEnv) hostileRows() []hostileRow {
 		{rpc: "CancelOperation", name: "reason 1MiB", call: callCancel(&certsyncv1.CancelOperationRequest{Name: "operations/x", Reason: huge}), code: wantInvalid, reason: reasonBadRequest, fields: "reason"},
 		{rpc: "CancelOperation", name: "reason controls", call: callCancel(&certsyncv1.CancelOperationRequest{Name: "operations/x", Reason: "ok\r\nfake"}), code: wantInvalid, reason: reasonBadRequest, fields: "reason"},
 
-		// ApproveOperation; ConfirmOperationStep is not implemented yet.
+		// ApproveOperation and ConfirmOperationStep.
 		{rpc: "ApproveOperation", name: "reason escape", call: callApprove(&certsyncv1.ApproveOperationRequest{Name: "operations/x", Reason: "\x1b]0;pwned\x07"}), code: wantInvalid, reason: reasonBadRequest, fields: "reason"},
 		{rpc: "ApproveOperation", name: "done operation", call: func(ctx context.Context, e *hostileEnv) error {
 			return callApprove(&certsyncv1.ApproveOperationRequest{Name: e.op})(ctx, e)
 		}, code: codes.FailedPrecondition, reason: "NOT_PENDING_APPROVAL"},
-		{rpc: "ConfirmOperationStep", name: "step 99", call: callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: "operations/x", Step: 99}), code: wantUnimpl},
-		{rpc: "ConfirmOperationStep", name: "step -1", call: callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: "operations/x", Step: -1}), code: wantUnimpl},
+		{rpc: "ConfirmOperationStep", name: "step 99", call: callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: "operations/x", Step: 99}), code: wantInvalid, reason: "STEP_NOT_CONFIRMABLE", fields: "step"},
+		{rpc: "ConfirmOperationStep", name: "step -1", call: callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: "operations/x", Step: -1}), code: wantInvalid, reason: "STEP_NOT_CONFIRMABLE", fields: "step"},
+		{rpc: "ConfirmOperationStep", name: "step unset", call: callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: "operations/x"}), code: wantInvalid, reason: "STEP_REQUIRED", fields: "step"},
+		{rpc: "ConfirmOperationStep", name: "a step no person performs", call: callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: "operations/x", Step: certsyncv1.StepKind_STEP_KIND_PROBE}), code: wantInvalid, reason: "STEP_NOT_CONFIRMABLE", fields: "step"},
+		{rpc: "ConfirmOperationStep", name: "not a manual operation", call: func(ctx context.Context, e *hostileEnv) error {
+			return callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: e.op, Step: certsyncv1.StepKind_STEP_KIND_UPLOAD_CERTIFICATE})(ctx, e)
+		}, code: codes.FailedPrecondition, reason: "*"},
+		{rpc: "ConfirmOperationStep", name: "fingerprint 1MiB", call: callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: "operations/x", Step: certsyncv1.StepKind_STEP_KIND_UPLOAD_CERTIFICATE, Fingerprint: huge}), code: wantInvalid, reason: reasonBadRequest, fields: "fingerprint"},
 		{rpc: "ConfirmOperationStep", name: "note 1MiB", call: callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: "operations/x", Note: huge}), code: wantInvalid, reason: reasonBadRequest, fields: "note"},
 		{rpc: "ConfirmOperationStep", name: "note NUL", call: callConfirm(&certsyncv1.ConfirmOperationStepRequest{Name: "operations/x", Note: "\x00"}), code: wantInvalid, reason: reasonBadRequest, fields: "note"},
 
@@ -632,13 +638,15 @@ func (e *hostileEnv) hostileRows() []hostileRow {
 		{rpc: "ListSourceCertificates", name: "token 1MiB", call: callListSource(&certsyncv1.ListSourceCertificatesRequest{Name: healthy, PageToken: huge}), code: wantInvalid, reason: reasonBadRequest, fields: "page_token"},
 		{rpc: "ListSourceCertificates", name: "garbage token", call: callListSource(&certsyncv1.ListSourceCertificatesRequest{Name: healthy, PageToken: "garbage"}), code: wantInvalid, reason: "INVALID_PAGE_TOKEN", fields: "page_token"},
 
-		// RecordTargetMapping: only name and note are validated today; the
-		// other fields reach the (missing) handler unchecked.
+		// RecordTargetMapping: its input is judged before the connection's
+		// registry driver (demo-healthy's is http, not manual).
 		{rpc: "RecordTargetMapping", name: "note 1MiB", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy, Note: huge}), code: wantInvalid, reason: reasonBadRequest, fields: "note"},
 		{rpc: "RecordTargetMapping", name: "note escape", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy, Note: "\x1b[2J"}), code: wantInvalid, reason: reasonBadRequest, fields: "note"},
 		{rpc: "RecordTargetMapping", name: "1MiB configuration_name", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy, ConfigurationName: huge, LoginName: "\x00", IntegrationName: "\u202e"}), code: wantInvalid, reason: reasonBadRequest, fields: "configuration_name,integration_name,login_name"},
 		{rpc: "RecordTargetMapping", name: "garbage fingerprint", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy, Fingerprint: "zz:" + long(1000)}), code: wantInvalid, reason: reasonBadRequest, fields: "fingerprint"},
-		{rpc: "RecordTargetMapping", name: "private key", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy, Certificate: e.keyPEM}), code: wantUnimpl},
+		{rpc: "RecordTargetMapping", name: "private key", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy, Certificate: e.keyPEM}), code: wantInvalid, reason: "PRIVATE_KEY_REFUSED", fields: "certificate"},
+		{rpc: "RecordTargetMapping", name: "nothing recorded", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy}), code: wantInvalid, reason: "FINGERPRINT_REQUIRED", fields: "fingerprint"},
+		{rpc: "RecordTargetMapping", name: "registry not manual", call: callRecord(&certsyncv1.RecordTargetMappingRequest{Name: healthy, Fingerprint: strings.Repeat("AB:", 31) + "AB"}), code: codes.FailedPrecondition, reason: "REGISTRY_NOT_MANUAL"},
 
 		{rpc: "StartProvisioningJob", name: "type 99", call: callStartJob(&certsyncv1.StartProvisioningJobRequest{Name: healthy, Type: 99}), code: wantInvalid, reason: "UNKNOWN_JOB_TYPE", fields: "type"},
 		{rpc: "StartProvisioningJob", name: "force without reason", call: callStartJob(&certsyncv1.StartProvisioningJobRequest{Name: healthy, Force: true}), code: wantInvalid, reason: "REASON_REQUIRED", fields: "reason"},

@@ -15,6 +15,7 @@ import (
 	"github.com/certsync/certsync/service/gate"
 	"github.com/certsync/certsync/service/inventory"
 	"github.com/certsync/certsync/service/ips"
+	"github.com/certsync/certsync/service/ipsjobs"
 )
 
 // lastJobs remembers each connection's latest job started here, for the
@@ -31,6 +32,25 @@ func (l *lastJobs) set(conn, id string) {
 		l.m = map[string]string{}
 	}
 	l.m[conn] = id
+}
+
+// tracker records jobs in the store; nil without one.
+func (s *Server) tracker() *ipsjobs.Tracker {
+	if s.st == nil {
+		return nil
+	}
+	return &ipsjobs.Tracker{Store: s.st, Now: s.now, Log: s.log}
+}
+
+// latestJob is the connection's latest job started through certsync: from
+// the store (any replica's), else from this process's memory.
+func (s *Server) latestJob(ctx context.Context, conn string) string {
+	if s.st != nil {
+		if recs, err := s.st.LatestJobs(ctx, conn, 1); err == nil && len(recs) > 0 {
+			return recs[0].JobID
+		}
+	}
+	return s.jobs.get(conn)
 }
 
 func (l *lastJobs) get(conn string) string {
@@ -116,6 +136,13 @@ func (s *Server) StartProvisioningJob(ctx context.Context, req *certsyncv1.Start
 		return nil, toStatus(ctx, s.log, ipsFault(c, err))
 	}
 	s.jobs.set(c.Config.ID, job.ID)
+	if t := s.tracker(); t != nil {
+		by := callerIdentity(ctx).Name
+		if req.GetForce() {
+			by += " (forced: " + req.GetReason() + ")"
+		}
+		t.Started(ctx, c.Config.ID, job, jobType, by, "")
+	}
 	return &certsyncv1.StartProvisioningJobResponse{
 		Job:          &certsyncv1.ProvisioningJob{JobId: job.ID, Connection: c.Name(), Type: req.GetType(), Status: job.Status, StartTime: timestamppb.New(s.now())},
 		GateDecision: decision,
@@ -137,6 +164,15 @@ func (s *Server) GetProvisioningJob(ctx context.Context, req *certsyncv1.GetProv
 	unsupported := errors.Is(err, ips.ErrStatusUnsupported)
 	if err != nil && !unsupported {
 		return nil, toStatus(ctx, s.log, ipsFault(c, err))
+	}
+	if t := s.tracker(); t != nil && err == nil {
+		// Keep what IPS said: the gate reads READ jobs as evidence.
+		if rec, gerr := s.st.GetJob(ctx, c.Config.ID, req.GetJobId()); gerr == nil {
+			ipsjobs.Judge(ctx, client, rec, job, s.now())
+			if perr := s.st.PutJob(ctx, rec); perr != nil {
+				s.log.WarnContext(ctx, "record IPS job", "connection", c.Name(), "job", req.GetJobId(), "err", perr)
+			}
+		}
 	}
 	out := &certsyncv1.ProvisioningJob{JobId: req.GetJobId(), Connection: c.Name(), Status: job.Status}
 	if unsupported || job.HasErrors() {

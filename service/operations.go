@@ -195,14 +195,23 @@ func operationProto(op *store.Operation) *certsyncv1.Operation {
 	if len(op.SourceCertificateDER) > 0 {
 		p.SourceSha256 = x509cert.SHA256Fingerprint(op.SourceCertificateDER)
 	}
-	if op.Backup != nil {
-		p.PreviousSha256 = x509cert.SHA256Fingerprint(op.Backup.CertificateDER)
+	if b := op.Backup; b != nil {
+		switch {
+		case len(b.CertificateDER) > 0:
+			p.PreviousSha256 = x509cert.SHA256Fingerprint(b.CertificateDER)
+		default:
+			p.PreviousSha256 = b.SHA256 // what a person recorded, if anything
+		}
 	}
 	for _, st := range op.Steps {
 		p.Steps = append(p.Steps, &certsyncv1.OperationStep{
 			Kind: stepKindProto(st.Kind), State: stepStateProto(st.State), Message: st.Message,
 			StartTime: timestampOrNil(st.StartTime), EndTime: timestampOrNil(st.EndTime), Attempts: int32(st.Attempts),
+			Instruction: instructionProto(st.Instruction), ConfirmedBy: st.ConfirmedBy,
 		})
+		if st.State == store.StepAwaitingConfirmation {
+			p.Steps[len(p.Steps)-1].Deadline = timestampOrNil(st.Deadline)
+		}
 	}
 	if e := op.Error; e != nil {
 		p.Error = &certsyncv1.OperationError{Code: e.Code, Reason: e.Reason, Message: e.Message, Metadata: e.Metadata}
@@ -227,6 +236,9 @@ func operationProto(op *store.Operation) *certsyncv1.Operation {
 func operationSummary(op *store.Operation) string {
 	switch op.State {
 	case store.StateRunning:
+		if st, ok := awaiting(op); ok {
+			return "waiting for a person to " + strings.ToLower(strings.ReplaceAll(string(st.Kind), "_", " ")) + " in SF and confirm it"
+		}
 		for _, st := range op.Steps {
 			if st.State == store.StepRunning || st.State == store.StepPending {
 				return "running: " + strings.ToLower(strings.ReplaceAll(string(st.Kind), "_", " "))

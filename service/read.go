@@ -36,11 +36,11 @@ func (s *Server) CompareFingerprints(ctx context.Context, req *certsyncv1.Compar
 // is an answer (SOURCE_MISSING); a registry that cannot be read is an error,
 // since nothing can be said about SF's side.
 func (s *Server) compare(ctx context.Context, c *inventory.Connection) (compare.Comparison, error) {
-	if c.Registry == nil {
-		return compare.Comparison{}, fault.New(fault.FailedPrecondition, "MANUAL_REGISTRY",
-			"%s uses the manual registry driver: certsync cannot read SF's mappings itself", c.Name()).With("connection", c.Name())
-	}
 	r := c.Read(ctx, s.now(), 0)
+	if errors.Is(r.RegistryErr, registry.ErrNotRecorded) {
+		return compare.Comparison{}, fault.New(fault.FailedPrecondition, "MAPPING_NOT_RECORDED",
+			"%s uses the manual registry driver and nobody has recorded what SF shows yet: record it with RecordTargetMapping (certsyncctl record-mapping %s --fingerprint ...)", c.Name(), c.Config.ID).With("connection", c.Name())
+	}
 	if r.RegistryErr != nil {
 		return compare.Comparison{}, registryFault(c, r.RegistryErr)
 	}
@@ -147,8 +147,13 @@ func comparisonProto(c *inventory.Connection, cmp compare.Comparison, now time.T
 			MatchesSource:     t.MatchesSource,
 			Source:            certsyncv1.EvidenceSource_EVIDENCE_SOURCE_REGISTRY,
 		}
+		if t.Mapping.Record != nil {
+			tm.Source = certsyncv1.EvidenceSource_EVIDENCE_SOURCE_PERSON
+		}
 		if t.Mapping.Certificate != nil {
 			tm.Certificate = summaryProto(t.Summary, now)
+		} else if t.Summary.SHA256 != "" || t.Summary.SHA1 != "" {
+			tm.Certificate = &certsyncv1.CertificateSummary{Sha256Fingerprint: t.Summary.SHA256, Sha1Fingerprint: t.Summary.SHA1}
 		}
 		resp.Targets = append(resp.Targets, tm)
 	}

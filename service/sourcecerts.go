@@ -127,10 +127,10 @@ func (s *Server) importFindings(ctx context.Context, c *inventory.Connection, ce
 	// SF's side, when certsync can read it.
 	var mappings []registry.Mapping
 	known := false
-	if c.Registry == nil {
+	if ms, err := c.Mappings.List(ctx); errors.Is(err, registry.ErrNotRecorded) {
 		add(compare.Finding{Code: "MANUAL_REGISTRY", Severity: compare.Info, Message: fmt.Sprintf(
-			"%s uses the manual registry driver: certsync cannot read SF's mappings to compare them with this certificate", c.Name())})
-	} else if ms, err := c.Registry.List(ctx); err != nil {
+			"%s uses the manual registry driver and nobody has recorded what SF shows: record it (certsyncctl record-mapping) to compare it with this certificate", c.Name())})
+	} else if err != nil {
 		msg := "SF's mappings could not be read"
 		var re *registry.Error
 		if errors.As(err, &re) {

@@ -86,6 +86,7 @@ func validateRequest(req any) error {
 	case *certsyncv1.ConfirmOperationStepRequest:
 		op(r.GetName())
 		add(checkText("note", r.GetNote(), maxReasonLen))
+		add(checkText("fingerprint", r.GetFingerprint(), maxIdentifierLen))
 	case *certsyncv1.CheckGateRequest:
 		conn(r.GetName())
 		add(checkDuration("max_evidence_age", r.GetMaxEvidenceAge(), maxEvidenceAge))

@@ -64,6 +64,7 @@ func (a *app) commands() []*command {
 		startJobCommand(),
 		jobCommand(),
 		importCommand(), sourceCertificatesCommand(),
+		confirmCommand(), recordMappingCommand(),
 	}
 }
 

@@ -101,9 +101,59 @@ func writeOperation(w io.Writer, op *certsyncv1.Operation) {
 	fmt.Fprintln(w, "Steps:")
 	for _, s := range op.GetSteps() {
 		fmt.Fprintf(w, "  %-22s %-10s %s\n", strings.TrimPrefix(s.GetKind().String(), "STEP_KIND_"), strings.TrimPrefix(s.GetState().String(), "STEP_STATE_"), s.GetMessage())
+		writeStepDetails(w, op, s)
 	}
 	if e := op.GetError(); e != nil {
 		fmt.Fprintf(w, "Error:       %s %s: %s\n", e.GetCode(), e.GetReason(), e.GetMessage())
+	}
+}
+
+// writeStepDetails adds, under a step, who confirmed it and, while it waits
+// for a person, what to do. The certificate's PEM is left out: it is long,
+// and --write-certificate saves it.
+func writeStepDetails(w io.Writer, op *certsyncv1.Operation, s *certsyncv1.OperationStep) {
+	const indent = "      "
+	row := func(k, v string) {
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("%s%-14s %s", indent, k+":", v), " "))
+	}
+	if s.GetConfirmedBy() != "" {
+		row("Confirmed by", s.GetConfirmedBy())
+	}
+	if s.GetState() != certsyncv1.StepState_STEP_STATE_AWAITING_CONFIRMATION {
+		return
+	}
+	if d := s.GetDeadline(); d != nil {
+		left := time.Until(d.AsTime()).Round(time.Minute)
+		when := "in " + strings.TrimSuffix(left.String(), "0s")
+		if left <= 0 {
+			when = "passed"
+		}
+		row("Deadline", fmt.Sprintf("%s (%s)", d.AsTime().UTC().Format(time.RFC3339), when))
+	}
+	in := s.GetInstruction()
+	if in == nil {
+		return
+	}
+	if in.GetConfigurationName() != "" || in.GetIntegrationName() != "" || in.GetLoginName() != "" {
+		row("Configuration", in.GetConfigurationName())
+		row("Integration", in.GetIntegrationName())
+		login := in.GetLoginName()
+		if login == "" {
+			login = "(empty: SF's built-in technical user)"
+		}
+		row("Login name", login)
+	}
+	if in.GetSha256Fingerprint() != "" {
+		row("SHA-256", in.GetSha256Fingerprint())
+	}
+	if in.GetCertificatePem() != "" {
+		row("Certificate", "attached; save it with: certsyncctl operation "+strings.TrimPrefix(op.GetName(), "operations/")+" --write-certificate FILE")
+	}
+	if text := strings.TrimSpace(in.GetText()); text != "" {
+		fmt.Fprintf(w, "%sInstructions:\n", indent)
+		for _, line := range strings.Split(text, "\n") {
+			fmt.Fprintf(w, "%s  %s\n", indent, strings.TrimRight(line, " \t\r"))
+		}
 	}
 }
 
@@ -137,15 +187,29 @@ func operationsCommand() *command {
 }
 
 func operationCommand() *command {
+	var certFile string
+	var force bool
 	return &command{
-		name: "operation", args: "ID", summary: "show one operation and its steps",
+		name: "operation", args: "ID", summary: "show one operation and its steps (--write-certificate FILE: save the certificate a manual upload step waits for)",
 		minArgs: 1, maxArgs: 1,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&certFile, "write-certificate", "", "save the certificate to upload (step awaiting confirmation) to this file, PEM")
+			fs.BoolVar(&force, "force", false, "with --write-certificate: replace an existing file")
+		},
 		run: func(ctx context.Context, a *app, c certsyncv1.CertSyncServiceClient, args []string) int {
+			if force && certFile == "" {
+				return a.fail("operation: --force goes with --write-certificate FILE")
+			}
 			ctx, cancel := a.callCtx(ctx)
 			defer cancel()
 			resp, err := c.GetOperation(ctx, &certsyncv1.GetOperationRequest{Name: operationName(args[0])})
 			if err != nil {
 				return a.rpcFailed(err)
+			}
+			if certFile != "" {
+				if err := a.writeCertificate(resp.GetOperation(), certFile, force); err != nil {
+					return a.fail("%v", err)
+				}
 			}
 			return a.printOperation(resp.GetOperation())
 		},

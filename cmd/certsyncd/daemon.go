@@ -28,6 +28,7 @@ import (
 	"github.com/certsync/certsync/service/gate"
 	"github.com/certsync/certsync/service/httpgate"
 	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/ipsjobs"
 	"github.com/certsync/certsync/service/metrics"
 	"github.com/certsync/certsync/service/reregister"
 	"github.com/certsync/certsync/service/scim"
@@ -128,6 +129,7 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 	d.ops = reregister.New(reregister.Options{
 		Store: d.st, Inventory: d.inv, Logger: log.With("component", "reregister"), Replica: replica,
 		SettleWindow: time.Duration(cfg.Server.SettleWindow), LockTTL: time.Duration(cfg.Server.LockTTL),
+		ManualStepTimeout: time.Duration(cfg.Server.ManualStepTimeout),
 		OnFinish: func(id, state string) {
 			m.Reregistration(id, state)
 			if d.gt != nil {
@@ -143,6 +145,7 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 	d.gt = gate.New(gate.Options{
 		Inventory:       d.inv,
 		Operations:      d.ops,
+		Jobs:            &ipsjobs.Tracker{Store: d.st, Log: log.With("component", "ipsjobs")},
 		Locker:          store.Leases{Store: d.st, Owner: replica},
 		ProbeInterval:   time.Duration(cfg.Server.GateProbeInterval),
 		RefreshInterval: time.Duration(*cfg.Server.RefreshInterval),

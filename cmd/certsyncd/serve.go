@@ -60,6 +60,7 @@ func newServeFlagSet(stderr io.Writer) (*flag.FlagSet, *serverFlags) {
 	fs.BoolVar(&f.cfg.InsecureNoAuth, "insecure-no-auth", false, "allow a non-loopback --grpc-addr without authentication")
 	fs.Func("audit-retention", "prune audit events older than this (e.g. 8760h); 0 keeps every event (default 0)", durationFlag(&f.cfg.AuditRetention))
 	fs.Func("lock-ttl", "lease on what a running re-registration touches; another replica recovers the operation once it expires (default 30s)", durationFlag(&f.cfg.LockTTL))
+	fs.Func("manual-step-timeout", "how long a manual re-registration's step waits for a person's confirmation (default 4h)", durationFlag(&f.cfg.ManualStepTimeout))
 	fs.Func("settle-window", "how long a re-registration keeps probing after the upload (default 2m)", durationFlag(&f.cfg.SettleWindow))
 	fs.BoolVar(&f.sandbox, "sandbox", false, "also run the simulated IPS and SF in this process and serve its demo connections")
 	fs.StringVar(&f.sandboxAddr, "sandbox-addr", config.DefaultSandboxAddr, "HTTPS address of the in-process sandbox (with --sandbox)")
@@ -108,6 +109,8 @@ func loadConfig(fs *flag.FlagSet, f *serverFlags) (*config.Config, config.Proble
 			cfg.Server.DataDir = f.cfg.DataDir
 		case "store":
 			cfg.Server.Store = f.cfg.Store
+		case "manual-step-timeout":
+			cfg.Server.ManualStepTimeout = f.cfg.ManualStepTimeout
 		case "settle-window":
 			cfg.Server.SettleWindow = f.cfg.SettleWindow
 		case "lock-ttl":

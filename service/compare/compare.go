@@ -109,14 +109,29 @@ func Compare(in Input) Comparison {
 		in.ExpiryWarning = DefaultExpiryWarning
 	}
 	var c Comparison
+	var srcSum x509cert.Summary
+	if in.Source != nil {
+		srcSum = x509cert.Summarize(in.Source)
+	}
 	for _, m := range in.Mappings {
 		t := Target{Mapping: m}
 		if m.Certificate != nil {
 			t.Summary = x509cert.Summarize(m.Certificate)
+		} else {
+			t.Summary = x509cert.Summary{SHA256: m.SHA256, SHA1: m.SHA1}
 		}
-		if in.Source != nil && m.Certificate != nil {
+		switch {
+		case in.Source == nil:
+		case m.Certificate != nil:
 			t.MatchesSource = bytes.Equal(m.Certificate.Raw, in.Source.Raw)
 			t.Candidate = t.MatchesSource || sameName(m.Certificate, in.Source)
+		default:
+			// Only a fingerprint is known: it either is IPS's or not.
+			t.MatchesSource = (m.SHA256 != "" && m.SHA256 == srcSum.SHA256) || (m.SHA256 == "" && m.SHA1 != "" && m.SHA1 == srcSum.SHA1)
+		}
+		if m.Record != nil {
+			// A person recorded IPS's mapping, whatever it holds.
+			t.Candidate = true
 		}
 		c.Targets = append(c.Targets, t)
 	}
@@ -162,27 +177,66 @@ func Compare(in Input) Comparison {
 	default:
 		t := candidates[0]
 		c.MappingID = t.Mapping.ID
-		c.SameSubjectAndIssuer = sameName(t.Mapping.Certificate, in.Source)
+		cert := t.Mapping.Certificate
+		c.SameSubjectAndIssuer = cert != nil && sameName(cert, in.Source)
 		if t.MatchesSource {
 			c.Result = ResultMatch
 		} else {
 			c.Result = ResultMismatch
-			c.PublicKeyDiffers = !bytes.Equal(t.Mapping.Certificate.RawSubjectPublicKeyInfo, in.Source.RawSubjectPublicKeyInfo)
-			msg := fmt.Sprintf("SF maps another certificate (SHA-256 %s) than IPS's active one (SHA-256 %s)", t.Summary.SHA256, src.SHA256)
-			if c.SameSubjectAndIssuer {
-				msg += " with the same subject and issuer: IPS's certificate was renewed or regenerated and the new one is not uploaded; upload IPS's active certificate"
+			c.PublicKeyDiffers = cert != nil && !bytes.Equal(cert.RawSubjectPublicKeyInfo, in.Source.RawSubjectPublicKeyInfo)
+			var msg string
+			switch {
+			case cert != nil:
+				msg = fmt.Sprintf("SF maps another certificate (SHA-256 %s) than IPS's active one (SHA-256 %s)", t.Summary.SHA256, src.SHA256)
+			case t.Summary.SHA256 != "":
+				msg = fmt.Sprintf("SF shows another fingerprint (SHA-256 %s) than IPS's active certificate's (SHA-256 %s)", t.Summary.SHA256, src.SHA256)
+			default:
+				msg = fmt.Sprintf("SF shows another fingerprint (SHA-1 %s) than IPS's active certificate's (SHA-1 %s)", t.Summary.SHA1, src.SHA1)
 			}
+			if c.SameSubjectAndIssuer {
+				msg += " with the same subject and issuer: IPS's certificate was renewed or regenerated and the new one is not uploaded"
+			}
+			msg += "; upload IPS's active certificate"
 			c.add(Finding{Code: "RENEWAL_NOT_UPLOADED", Severity: Error, Message: msg, MappingID: t.Mapping.ID})
-			if c.PublicKeyDiffers {
+			switch {
+			case cert == nil:
+			case c.PublicKeyDiffers:
 				c.add(Finding{Code: "PUBLIC_KEY_DIFFERS", Severity: Info, Message: "SF's certificate carries another public key than IPS's (a new key pair, not a re-issue)", MappingID: t.Mapping.ID})
-			} else {
+			default:
 				c.add(Finding{Code: "SAME_PUBLIC_KEY", Severity: Info, Message: "SF's certificate carries IPS's public key (a re-issue of the same key pair)", MappingID: t.Mapping.ID})
 			}
 		}
 		c.targetFindings(in, t)
 	}
+	for _, t := range c.Targets {
+		if r := t.Mapping.Record; r != nil {
+			msg := fmt.Sprintf("SF's side is what %s recorded on %s, not what SF returned: certsync cannot read SF's mappings (manual registry driver); a person's record never makes the gate allow on its own", orSomeone(r.By), r.At.UTC().Format(time.RFC3339))
+			if r.Operation != "" {
+				msg = fmt.Sprintf("SF's side is what %s confirmed in operations/%s on %s, not what SF returned (manual registry driver)", orSomeone(r.By), r.Operation, r.At.UTC().Format(time.RFC3339))
+			}
+			c.add(Finding{Code: "RECORDED_BY_PERSON", Severity: Info, MappingID: t.Mapping.ID, Message: msg})
+		}
+	}
 	c.finish(in)
 	return c
+}
+
+func orSomeone(who string) string {
+	if who == "" {
+		return "someone"
+	}
+	return who
+}
+
+// Recorded reports whether SF's side of the comparison is what a person
+// recorded rather than what a registry returned.
+func (c *Comparison) Recorded() bool {
+	for _, t := range c.Targets {
+		if t.Mapping.Record != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Comparison) add(f Finding) { c.Findings = append(c.Findings, f) }
@@ -204,7 +258,7 @@ func (c *Comparison) targetFindings(in Input, t Target) {
 	if t.Mapping.Certificate != nil && !t.MatchesSource {
 		expiry(c, in, t.Summary, "TARGET", "SF's mapped certificate", t.Mapping.ID)
 	}
-	if t.Mapping.IntegrationName != ExpectedIntegrationName {
+	if t.Mapping.IntegrationName != ExpectedIntegrationName && !(t.Mapping.Record != nil && t.Mapping.IntegrationName == "") {
 		c.add(Finding{Code: "INTEGRATION_NAME_WRONG", Severity: Error, MappingID: t.Mapping.ID,
 			Message: fmt.Sprintf("the mapping's integration name is %q; SF answers IPS with 403 unless it is %q (KBA 3417151); re-registration uploads it with the right name", t.Mapping.IntegrationName, ExpectedIntegrationName)})
 	}
@@ -246,7 +300,11 @@ func (c *Comparison) finish(in Input) {
 	}
 	for _, t := range c.Targets {
 		if t.Candidate {
-			fmt.Fprintf(h, "|%s=%s", t.Mapping.ID, t.Summary.SHA256)
+			fp := t.Summary.SHA256
+			if fp == "" {
+				fp = "sha1:" + t.Summary.SHA1
+			}
+			fmt.Fprintf(h, "|%s=%s", t.Mapping.ID, fp)
 		}
 	}
 	c.Etag = hex.EncodeToString(h.Sum(nil)[:16])

@@ -24,8 +24,11 @@ const (
 	DefaultShutdownGrace   = 15 * time.Second
 	DefaultProbeTimeout    = 10 * time.Second
 	DefaultSettleWindow    = 2 * time.Minute
-	DefaultLockTTL         = 30 * time.Second
-	DefaultRefreshInterval = time.Minute
+	// DefaultManualStepTimeout is how long a manual re-registration's step
+	// waits for a person to perform and confirm it.
+	DefaultManualStepTimeout = 4 * time.Hour
+	DefaultLockTTL           = 30 * time.Second
+	DefaultRefreshInterval   = time.Minute
 	// DefaultGateProbeInterval is DESIGN's budget: one probe per connection
 	// per second for the gate.
 	DefaultGateProbeInterval = time.Second
@@ -63,7 +66,10 @@ type Server struct {
 	DataDir      string   `yaml:"data_dir"`
 	Store        string   `yaml:"store"`
 	SettleWindow Duration `yaml:"settle_window"`
-	LockTTL      Duration `yaml:"lock_ttl"`
+	// ManualStepTimeout is how long a step of a manual re-registration
+	// waits for a person's confirmation.
+	ManualStepTimeout Duration `yaml:"manual_step_timeout"`
+	LockTTL           Duration `yaml:"lock_ttl"`
 	// MetricsAddr serves Prometheus metrics at /metrics; empty: none.
 	MetricsAddr string `yaml:"metrics_addr"`
 	// RefreshInterval is how often the background refresh gathers each
@@ -292,6 +298,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if s.ProbeTimeout == 0 {
 		s.ProbeTimeout = Duration(DefaultProbeTimeout)
+	}
+	if s.ManualStepTimeout == 0 {
+		s.ManualStepTimeout = Duration(DefaultManualStepTimeout)
 	}
 	if s.SettleWindow == 0 {
 		s.SettleWindow = Duration(DefaultSettleWindow)

@@ -131,6 +131,9 @@ func (c *Config) Validate() Problems {
 	if s.ProbeTimeout <= 0 {
 		add(Error, "server.probe_timeout", "must be positive")
 	}
+	if s.ManualStepTimeout <= 0 {
+		add(Error, "server.manual_step_timeout", "must be positive")
+	}
 	if s.SettleWindow <= 0 {
 		add(Error, "server.settle_window", "must be positive")
 	}

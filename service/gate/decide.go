@@ -14,6 +14,7 @@ import (
 	"github.com/certsync/certsync/service/registry"
 	"github.com/certsync/certsync/service/scim"
 	"github.com/certsync/certsync/service/sfhost"
+	"github.com/certsync/certsync/service/store"
 	"github.com/certsync/certsync/service/x509cert"
 )
 
@@ -37,12 +38,17 @@ type Policy struct {
 	TransientRetryAfter time.Duration
 	// RunningRetryAfter is the retry hint while a re-registration runs.
 	RunningRetryAfter time.Duration
+	// JobMaxAge is how old an IPS READ job may be and still speak for
+	// IPS's own mapping; 0 means DefaultJobMaxAge.
+	JobMaxAge time.Duration
 }
 
 // Policy defaults.
 const (
 	DefaultTransientRetryAfter = 5 * time.Second
 	DefaultRunningRetryAfter   = 15 * time.Second
+	// DefaultJobMaxAge: IPS jobs typically run daily or more often.
+	DefaultJobMaxAge = 24 * time.Hour
 )
 
 func (p Policy) withDefaults() Policy {
@@ -60,6 +66,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.RunningRetryAfter <= 0 {
 		p.RunningRetryAfter = DefaultRunningRetryAfter
+	}
+	if p.JobMaxAge <= 0 {
+		p.JobMaxAge = DefaultJobMaxAge
 	}
 	return p
 }
@@ -231,6 +240,15 @@ func (d *decider) registry() {
 		// Without the mappings nothing shows which certificate SF holds:
 		// the evidence is missing, never an error.
 		reason, msg := "ManualRegistry", "the connection uses the manual registry driver, so certsync cannot read SF's mappings itself"
+		if errors.Is(ev.RegistryErr, registry.ErrNotRecorded) {
+			// Nothing recorded: missing evidence, which blocks only when
+			// nothing else proves IPS's mapping.
+			msg = "the connection uses the manual registry driver and nobody has recorded what SF shows (certsyncctl record-mapping)"
+			for _, t := range []string{TypeMappingPresent, TypeFingerprintsMatch} {
+				d.add(Condition{Type: t, Status: Unknown, Severity: Warning, Source: FromPerson, Reason: "NotRecorded", Message: msg, Inconclusive: !d.ipsMappingProven()})
+			}
+			return
+		}
 		if ev.RegistryErr != nil {
 			reason, msg = registryReason(ev.RegistryErr), "SF's mappings could not be read: "+ev.RegistryErr.Error()
 			d.retryAfter(d.p.TransientRetryAfter)
@@ -241,8 +259,12 @@ func (d *decider) registry() {
 		}
 		return
 	}
-	present := Condition{Type: TypeMappingPresent, Source: FromRegistry}
-	fps := Condition{Type: TypeFingerprintsMatch, Source: FromRegistry}
+	src := FromRegistry
+	if cmpr.Recorded() {
+		src = FromPerson
+	}
+	present := Condition{Type: TypeMappingPresent, Source: src}
+	fps := Condition{Type: TypeFingerprintsMatch, Source: src}
 	switch cmpr.Result {
 	case compare.ResultSourceMissing:
 		// The source condition is the error; which mapping is IPS's cannot
@@ -276,18 +298,60 @@ func (d *decider) registry() {
 		present.Inconclusive = true
 		fps.Status, fps.Severity, fps.Reason, fps.Message, fps.Inconclusive = present.Status, present.Severity, present.Reason, present.Message, true
 	}
-	d.add(present)
-	d.mappingFields(cmpr)
-	d.add(fps)
+	d.addRecorded(present)
+	d.mappingFields(cmpr, src)
+	d.addRecorded(fps)
+}
+
+// addRecorded adds a condition about SF's mapping. What a person recorded
+// may be outdated: when it says the job would fail but the probe or a READ
+// job proves IPS's mapping authenticates, the proof wins and the record is
+// only a warning to record again.
+func (d *decider) addRecorded(c Condition) {
+	if c.Source == FromPerson && c.Severity == Error && d.ipsMappingProven() {
+		c.Severity = Warning
+		c.Message = "a person's record says: " + c.Message + "; but IPS's own mapping was proven to authenticate since, so the record is probably outdated: record what SF shows again"
+		c.Reason = "RecordContradicted"
+	}
+	d.add(c)
+}
+
+// ipsMappingProven: something other than a person's record shows that IPS's
+// own mapping authenticates: the probe with IPS's key pair, or a recent
+// READ job that succeeded.
+func (d *decider) ipsMappingProven() bool {
+	ev := d.ev
+	if ev.Probe != nil && ev.Probe.Outcome == scim.Authenticated && ev.Config.Probe.Identity != "separate" {
+		return true
+	}
+	job := d.recentJob()
+	return job != nil && job.Succeeded
+}
+
+// recentJob is IPS's latest READ job when it speaks for the mapping as it
+// is now: finished after the last re-registration, and not older than the
+// policy allows.
+func (d *decider) recentJob() *store.JobRecord {
+	job := d.ev.IPSJob
+	if job == nil || !job.Done || job.EndTime.IsZero() {
+		return nil
+	}
+	if last := d.ev.LastReregistration; last != nil && job.EndTime.Before(last.Ended) {
+		return nil
+	}
+	if d.ev.CheckedAt.Sub(job.EndTime) > d.p.JobMaxAge {
+		return nil
+	}
+	return job
 }
 
 // mappingFields reports the fields SF checks after the certificate: the
 // integration name (403 unless it is IPS's, KBA 3417151) and the login name.
-func (d *decider) mappingFields(cmpr *compare.Comparison) {
+func (d *decider) mappingFields(cmpr *compare.Comparison, src EvidenceSource) {
 	if cmpr.Result != compare.ResultMatch && cmpr.Result != compare.ResultMismatch {
 		return
 	}
-	c := Condition{Type: TypeMappingFieldsValid, Source: FromRegistry, Status: True, Severity: Info, Reason: "Valid",
+	c := Condition{Type: TypeMappingFieldsValid, Source: src, Status: True, Severity: Info, Reason: "Valid",
 		Message: fmt.Sprintf("mapping %s has integration name %q and a login name", cmpr.MappingID, compare.ExpectedIntegrationName)}
 	var warn *compare.Finding
 	for i, f := range cmpr.Findings {
@@ -302,7 +366,7 @@ func (d *decider) mappingFields(cmpr *compare.Comparison) {
 	if c.Status == True && warn != nil {
 		c.Severity, c.Reason, c.Message = Warning, "LoginNameEmpty", warn.Message
 	}
-	d.add(c)
+	d.addRecorded(c)
 }
 
 // registryReason tells a registry that did not answer from one that
@@ -417,22 +481,53 @@ func (d *decider) probe() {
 }
 
 // ipsMapping: a separate probe identity proves the platform, not IPS's own
-// mapping; that needs IPS's latest READ job, which the gate does not have,
-// so the condition stays unknown and the gate cannot ALLOW, unless the
-// connection explicitly accepts platform-only evidence.
+// mapping; that needs IPS's latest READ job. Without a recent one the
+// condition stays unknown and the gate cannot ALLOW, unless the connection
+// explicitly accepts platform-only evidence, and even then not when SF's
+// side is only a person's record.
 func (d *decider) ipsMapping(separate bool) {
 	if !separate {
 		return
 	}
 	c := Condition{Type: TypeIpsMappingAuthenticates, Status: Unknown, Severity: Warning, Source: FromIPSJob}
-	if d.ev.Config.Probe.AcceptPlatformOnlyEvidence {
+	job := d.recentJob()
+	cause := jobCause(job)
+	recorded := d.ev.Comparison != nil && d.ev.Comparison.Recorded() || errors.Is(d.ev.RegistryErr, registry.ErrNotRecorded)
+	switch {
+	case job != nil && job.Succeeded:
+		c.Status, c.Severity, c.Reason = True, Info, "ReadJobSucceeded"
+		c.Message = fmt.Sprintf("IPS's READ job %s finished with status Success on %s: IPS's own mapping authenticates", job.JobID, job.EndTime.UTC().Format("2006-01-02 15:04 MST"))
+		c.ObservedTime = job.EndTime
+	case job != nil && cause != diagnose.CauseUnspecified && !cause.Transient():
+		c.Status, c.Severity, c.Reason = False, Error, "ReadJobFailed"
+		c.Message = fmt.Sprintf("IPS's READ job %s failed (%s): %s", job.JobID, cause, job.Summary)
+		c.ObservedTime = job.EndTime
+		d.remedy(bucketProbe, diagnose.Remediation(cause, d.situation())...)
+	case d.ev.Config.Probe.AcceptPlatformOnlyEvidence && recorded:
+		c.Reason, c.Inconclusive = "PersonRecordOnly", true
+		c.Message = "only a person's record speaks for IPS's own mapping (manual registry, separate probe identity, no recent IPS READ job): a person's record never allows on its own; run a READ job (StartProvisioningJob with force) or let one run"
+		c.Source = FromPerson
+	case d.ev.Config.Probe.AcceptPlatformOnlyEvidence:
 		c.Reason = ReasonPlatformOnlyEvidence
 		c.Message = "nothing proves that IPS's own mapping authenticates (the probe uses its own certificate); the connection accepts platform-only evidence"
-	} else {
+	default:
 		c.Reason, c.Inconclusive = ReasonNoIPSEvidence, true
-		c.Message = "nothing proves that IPS's own mapping authenticates (the probe uses its own certificate and there is no IPS READ job evidence); set probe.accept_platform_only_evidence to accept the platform probe alone"
+		c.Message = "nothing proves that IPS's own mapping authenticates (the probe uses its own certificate and there is no recent IPS READ job that succeeded); set probe.accept_platform_only_evidence to accept the platform probe alone"
 	}
 	d.add(c)
+}
+
+// jobCause is the diagnosed cause of a failed job.
+func jobCause(job *store.JobRecord) diagnose.Cause {
+	if job == nil || job.Succeeded || job.Cause == "" {
+		return diagnose.CauseUnspecified
+	}
+	for c := diagnose.CauseInvalidClientCertificate; c <= diagnose.CauseUnrecognizedResponse; c++ {
+		if c.String() == job.Cause {
+			return c
+		}
+	}
+	return diagnose.CauseUnspecified
 }
 
 func (d *decider) operations() {

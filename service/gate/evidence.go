@@ -12,7 +12,9 @@ import (
 	"github.com/certsync/certsync/service/compare"
 	"github.com/certsync/certsync/service/config"
 	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/ipsjobs"
 	"github.com/certsync/certsync/service/scim"
+	"github.com/certsync/certsync/service/store"
 	"github.com/certsync/certsync/service/x509cert"
 )
 
@@ -35,8 +37,8 @@ type Evidence struct {
 	Source    *x509cert.Summary
 	SourceErr error
 
-	// RegistryConfigured is false for the manual driver, which cannot read
-	// SF's mappings.
+	// RegistryConfigured is false when the connection has no way to read
+	// SF's mappings (neither a registry nor a person's records).
 	RegistryConfigured bool
 	// RegistryErr is why SF's mappings could not be listed.
 	RegistryErr error
@@ -56,6 +58,11 @@ type Evidence struct {
 	// LastReregistration is the connection's latest finished
 	// re-registration, if any.
 	LastReregistration *Reregistration
+
+	// IPSJob is IPS's latest READ job that certsync knows of, asked only
+	// when the probe uses a separate identity (then it is the evidence for
+	// IPS's own mapping); nil when there is none or nobody asked.
+	IPSJob *store.JobRecord
 }
 
 // Reregistration is how a finished re-registration ended.
@@ -90,7 +97,7 @@ func (g *Gate) collect(ctx context.Context, c *inventory.Connection, start time.
 		CheckedAt:          start,
 		Config:             c.Config,
 		ConfigWarnings:     c.Warnings,
-		RegistryConfigured: c.Registry != nil,
+		RegistryConfigured: c.Mappings != nil,
 	}
 	var probe *scim.Result
 	probed := make(chan struct{})
@@ -118,6 +125,17 @@ func (g *Gate) collect(ctx context.Context, c *inventory.Connection, start time.
 		if state, ended, ok := ops.LastReregistration(ctx, c.Config.ID); ok {
 			ev.LastReregistration = &Reregistration{State: state, Ended: ended}
 		}
+	}
+	if c.Config.Probe.Identity == "separate" && g.o.Jobs != nil {
+		var client ipsjobs.Client
+		if c.IPS != nil {
+			client = c.IPS
+		}
+		job, err := g.o.Jobs.LatestRead(ctx, client, c.Config.ID)
+		if err != nil {
+			g.log.Warn("read IPS job evidence", "connection", c.Config.ID, "err", err)
+		}
+		ev.IPSJob = job
 	}
 	<-probed
 	ev.Probe = probe

@@ -14,6 +14,7 @@ import (
 	"github.com/certsync/certsync/service/diagnose"
 	"github.com/certsync/certsync/service/fault"
 	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/ipsjobs"
 )
 
 // Operations says what re-registrations are doing; the re-registration
@@ -69,6 +70,9 @@ type Options struct {
 	Inventory *inventory.Inventory
 	// Operations reports re-registrations; nil means none ever runs.
 	Operations Operations
+	// Jobs reads IPS's latest READ job, the evidence for IPS's own mapping
+	// when the probe uses a separate identity; nil means none.
+	Jobs *ipsjobs.Tracker
 	// Locker shares the background refresh between replicas; nil means
 	// this replica always refreshes.
 	Locker Locker

@@ -27,12 +27,20 @@ type Connection struct {
 	Config   config.Connection
 	Warnings []string
 	Source   source.Source
-	// Registry is nil for the manual driver, whose steps a person performs.
+	// Registry changes SF's mappings; nil for the manual driver, whose
+	// steps a person performs.
 	Registry registry.Driver
+	// Mappings reads SF's mappings: the registry itself, or for the manual
+	// driver what a person last recorded.
+	Mappings registry.Lister
 	Prober   *scim.Prober
 	// IPS is the Tenant Admin API client; nil when not configured.
 	IPS *ips.Client
 }
+
+// Manual reports whether a person performs the connection's changes in
+// SF's UI (registry driver manual).
+func (c *Connection) Manual() bool { return c.Config.Registry.Driver == "manual" }
 
 // Name is the connection's resource name.
 func (c *Connection) Name() string { return "connections/" + c.Config.ID }
@@ -46,7 +54,8 @@ type Options struct {
 	// OnProbe, when set, sees every probe of every connection (metrics).
 	OnProbe func(connID string, r scim.Result)
 	// Store keeps the certificates imported for connections whose
-	// source.type is "imported"; required for them.
+	// source.type is "imported", and what a person recorded of SF's
+	// mappings for the manual registry driver; required for them.
 	Store store.Store
 }
 
@@ -118,7 +127,14 @@ func build(cfg config.Connection, o Options) (*Connection, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.Registry = d
+		c.Registry, c.Mappings = d, d
+	}
+	if cfg.Registry.Driver == "manual" {
+		m := &registry.Manual{Connection: cfg.ID}
+		if o.Store != nil {
+			m.Records = o.Store
+		}
+		c.Mappings = m
 	}
 	pair, err := tls.LoadX509KeyPair(cfg.Probe.CertFile, cfg.Probe.KeyFile)
 	if err != nil {
@@ -207,8 +223,9 @@ type Reading struct {
 	// not be read.
 	Source    *x509.Certificate
 	SourceErr error
-	// RegistryErr says why SF's mappings could not be read; Comparison is
-	// nil then, and for the manual driver, which cannot read them.
+	// RegistryErr says why SF's mappings could not be read (for the manual
+	// driver, registry.ErrNotRecorded until a person recorded them);
+	// Comparison is nil then.
 	RegistryErr error
 	Comparison  *compare.Comparison
 }
@@ -225,10 +242,11 @@ func (c *Connection) Read(ctx context.Context, now time.Time, expiryWarning time
 	} else if r.Source, r.SourceErr = c.Source.Active(ctx); r.Source == nil && r.SourceErr == nil {
 		r.SourceErr = errors.New("the source returned no certificate")
 	}
-	if c.Registry == nil {
+	if c.Mappings == nil {
+		r.RegistryErr = errors.New("no registry driver is configured")
 		return r
 	}
-	mappings, err := c.Registry.List(ctx)
+	mappings, err := c.Mappings.List(ctx)
 	if err != nil {
 		r.RegistryErr = err
 		return r

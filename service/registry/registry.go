@@ -1,7 +1,9 @@
 // Package registry reads and changes SF's X.509 certificate mappings through
 // a driver: the HTTP driver speaks certsync's own contract (the sandbox
 // speaks it, and so can a bridge a customer puts in front of SF, which
-// publishes no API for these mappings).
+// publishes no API for these mappings). With the manual driver a person
+// performs the changes in SF's UI, and what SF shows is what a person
+// recorded (Recorded).
 package registry
 
 import (
@@ -9,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Mapping is one X.509 certificate mapping in SF's Security Center.
@@ -17,8 +20,26 @@ type Mapping struct {
 	ConfigurationName string
 	IntegrationName   string
 	LoginName         string
-	// Certificate is the mapped certificate.
+	// Certificate is the mapped certificate; nil when a person recorded
+	// only its fingerprint.
 	Certificate *x509.Certificate
+	// SHA256 and SHA1 are the fingerprints a person recorded, as
+	// x509cert.FormatFingerprint writes them; either may be empty. They
+	// are empty when Certificate is set.
+	SHA256, SHA1 string
+	// Record is set when the mapping is what a person recorded (manual
+	// driver), not what a registry returned.
+	Record *Record
+}
+
+// Record says who recorded a mapping, and when.
+type Record struct {
+	By   string
+	At   time.Time
+	Note string
+	// Operation is the manual re-registration whose confirmed step
+	// recorded it; empty for a person's RecordTargetMapping.
+	Operation string
 }
 
 // NewMapping is what an upload creates.
@@ -29,10 +50,17 @@ type NewMapping struct {
 	Certificate       *x509.Certificate
 }
 
-// Driver is how the service reads and changes one SF company's mappings.
-type Driver interface {
+// Lister reads one SF company's mappings: every driver does, the manual one
+// from what a person recorded.
+type Lister interface {
 	// List returns every mapping.
 	List(ctx context.Context) ([]Mapping, error)
+}
+
+// Driver is how the service reads and changes one SF company's mappings
+// itself (the HTTP driver).
+type Driver interface {
+	Lister
 	// Delete removes a mapping. Deleting a mapping that is already gone
 	// after an interrupted attempt counts as done.
 	Delete(ctx context.Context, id string) error

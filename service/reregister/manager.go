@@ -53,6 +53,12 @@ type Options struct {
 	// ProbeInterval is the pause between probes within the settle window.
 	ProbeInterval   time.Duration
 	StepRetryWindow time.Duration
+	// ManualStepTimeout is how long a manual step waits for a person's
+	// confirmation.
+	ManualStepTimeout time.Duration
+	// JobTimeout bounds the wait for the IPS READ job that verifies a
+	// manual re-registration; JobPollInterval paces the looks at it.
+	JobTimeout, JobPollInterval time.Duration
 	// OnFinish is called when an operation of a connection ends, with its
 	// final state (the gate drops that connection's evidence; metrics count
 	// it).
@@ -104,6 +110,15 @@ func New(o Options) *Manager {
 	}
 	if o.StepRetryWindow <= 0 {
 		o.StepRetryWindow = DefaultStepRetryWindow
+	}
+	if o.ManualStepTimeout <= 0 {
+		o.ManualStepTimeout = DefaultManualStepTimeout
+	}
+	if o.JobTimeout <= 0 {
+		o.JobTimeout = DefaultJobTimeout
+	}
+	if o.JobPollInterval <= 0 {
+		o.JobPollInterval = DefaultJobPollInterval
 	}
 	if o.Replica == "" {
 		host, _ := os.Hostname()
@@ -292,7 +307,7 @@ func (m *Manager) Approve(ctx context.Context, id, approver string, audit *store
 			With("operation", name).With("identity", approver)
 	}
 	c, ok := m.o.Inventory.Get(op.Connection)
-	if !ok || c.Registry == nil {
+	if !ok || (c.Registry == nil && !op.Manual) {
 		return op, fault.New(fault.FailedPrecondition, "CONNECTION_GONE", "the connection of operation %s is no longer configured with a registry driver", name)
 	}
 	p, err := m.plan(ctx, c, Request{Connection: op.Connection, MappingID: op.MappingID})

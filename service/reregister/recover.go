@@ -2,6 +2,7 @@ package reregister
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -12,11 +13,21 @@ import (
 // be renewed (another replica took it over after it expired), the run is
 // cancelled at its next boundary: two replicas must never act on one
 // mapping.
-func (m *Manager) keepLocks(ctx context.Context, cancel context.CancelFunc, keys []string, owner string) *atomic.Bool {
-	lost := &atomic.Bool{}
+//
+// stop ends the renewals and returns once none is in flight, so that a
+// release after it is final.
+func (m *Manager) keepLocks(ctx context.Context, cancel context.CancelFunc, keys []string, owner string) (lost *atomic.Bool, stop func()) {
+	lost = &atomic.Bool{}
+	ctx, end := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	stop = func() {
+		end()
+		<-stopped
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		defer close(stopped)
 		t := time.NewTicker(m.o.LockTTL / 3)
 		defer t.Stop()
 		for {
@@ -42,7 +53,7 @@ func (m *Manager) keepLocks(ctx context.Context, cancel context.CancelFunc, keys
 			}
 		}
 	}()
-	return lost
+	return lost, stop
 }
 
 // Recover resumes every unfinished operation whose locks are free: at
@@ -80,6 +91,16 @@ func (m *Manager) Recover(ctx context.Context) error {
 			continue
 		}
 		fresh.Notes = append(fresh.Notes, "recovered by "+m.o.Replica+" at "+m.o.Now().UTC().Format(time.RFC3339)+", resuming from the journal")
+		// Journal the note now: a manual step resumes by waiting, and
+		// re-reads the operation from the store while it waits.
+		fresh.UpdateTime = m.o.Now()
+		if err := m.o.Store.UpdateOperation(ctx, fresh, nil); err != nil {
+			m.release(op.LockKeys, owner)
+			if errors.Is(err, store.ErrConflict) {
+				continue // changed meanwhile; the next scan looks again
+			}
+			return err
+		}
 		m.log.Info("recovering operation", "operation", fresh.ID, "connection", fresh.Connection)
 		m.launch(fresh, owner)
 	}

@@ -43,8 +43,9 @@ func (m *Manager) launch(op *store.Operation, owner string) {
 		}()
 		ctx, cancel := context.WithCancel(m.ctx)
 		defer cancel()
-		lost := m.keepLocks(ctx, cancel, op.LockKeys, owner)
-		r := &run{m: m, op: op, ctx: ctx}
+		lost, stopLocks := m.keepLocks(ctx, cancel, op.LockKeys, owner)
+		defer stopLocks()
+		r := &run{m: m, op: op, ctx: ctx, stopLocks: stopLocks}
 		err := r.execute()
 		if errors.Is(err, errHandOver) || lost.Load() {
 			m.log.Info("operation handed over", "operation", op.ID, "connection", op.Connection, "err", err)
@@ -54,8 +55,9 @@ func (m *Manager) launch(op *store.Operation, owner string) {
 			m.log.Error("operation stopped", "operation", op.ID, "connection", op.Connection, "err", err)
 			return
 		}
-		if m.o.OnFinish != nil && op.Done() {
-			m.o.OnFinish(op.Connection, string(op.State))
+		// r.op, not op: a manual run reloads the operation while it waits.
+		if m.o.OnFinish != nil && r.op.Done() {
+			m.o.OnFinish(r.op.Connection, string(r.op.State))
 		}
 	}()
 }
@@ -69,6 +71,8 @@ type run struct {
 	// the delete and a successful upload or restore): shutting down then
 	// waits for SF rather than abandon the upload.
 	critical bool
+	// stopLocks ends the lease renewals (idempotent).
+	stopLocks func()
 }
 
 // callCtx is the context for calls to SF: not cancelled by shutdown while
@@ -82,7 +86,7 @@ func (r *run) callCtx() context.Context {
 
 func (r *run) conn() (*inventory.Connection, error) {
 	c, ok := r.m.o.Inventory.Get(r.op.Connection)
-	if !ok || c.Registry == nil {
+	if !ok || (c.Registry == nil && !r.op.Manual) {
 		return nil, fmt.Errorf("connection %q is no longer configured with a registry driver", r.op.Connection)
 	}
 	return c, nil
@@ -95,7 +99,9 @@ func (r *run) save() error {
 		r.op.UpdateTime = r.m.o.Now()
 		err := r.m.o.Store.UpdateOperation(context.WithoutCancel(r.ctx), r.op, nil)
 		if err == nil {
-			r.m.notify(r.op.ID)
+			if !r.op.Done() {
+				r.m.notify(r.op.ID) // done() notifies once the locks are free
+			}
 			return nil
 		}
 		if !errors.Is(err, store.ErrConflict) {
@@ -110,8 +116,26 @@ func (r *run) save() error {
 		}
 		r.op.Version = fresh.Version
 		r.op.CancelRequested, r.op.CancelReason = fresh.CancelRequested || r.op.CancelRequested, fresh.CancelReason
+		mergeConfirmations(r.op, fresh)
 	}
 	return errors.New("operation keeps changing under us")
+}
+
+// mergeConfirmations keeps what a person confirmed meanwhile (Confirm
+// writes the store directly): a step waiting here but confirmed there, and
+// the read-back that came with it.
+func mergeConfirmations(op, fresh *store.Operation) {
+	for _, fs := range fresh.Steps {
+		if fs.State != store.StepSucceeded {
+			continue
+		}
+		for i := range op.Steps {
+			s := &op.Steps[i]
+			if s.Kind == fs.Kind && (s.State == store.StepAwaitingConfirmation || (s.Kind == store.StepVerifyReadback && s.State == store.StepPending)) {
+				*s = fs
+			}
+		}
+	}
 }
 
 func (r *run) step(kind store.StepKind) *store.Step {
@@ -174,6 +198,14 @@ func (r *run) done(state store.OperationState, e *store.OperationError, note str
 	if err := r.save(); err != nil {
 		return err
 	}
+	// Free the connection before anyone waiting hears of the end, so that
+	// a new request right after is not refused as busy.
+	if r.stopLocks != nil {
+		r.stopLocks()
+	}
+	r.m.release(r.op.LockKeys, r.m.owner(r.op.ID))
+	r.m.noteChange()
+	r.m.notify(r.op.ID)
 	r.m.log.Info("operation ended", "operation", r.op.ID, "connection", r.op.Connection, "state", string(state))
 	return nil
 }
@@ -189,6 +221,9 @@ func (r *run) execute() error {
 	source, err := x509.ParseCertificate(r.op.SourceCertificateDER)
 	if err != nil {
 		return r.done(store.StateFailed, &store.OperationError{Code: "INTERNAL", Reason: "JOURNAL_CORRUPT", Message: "the journaled certificate does not parse"}, "")
+	}
+	if r.op.Manual {
+		return r.executeManual(c, source)
 	}
 
 	// Delete (unless done or skipped). Cancelling is honoured only here,
@@ -216,7 +251,7 @@ func (r *run) execute() error {
 	if r.cancelled() {
 		return r.done(store.StateCancelled, nil, "cancelled after IPS's certificate was uploaded and read back; the probe was not run: "+r.op.CancelReason)
 	}
-	return r.probe(c)
+	return r.probe(c, true)
 }
 
 // retry runs a call to SF until it succeeds, fails for good, or the retry
@@ -415,8 +450,10 @@ func (r *run) rollback(c *inventory.Connection, reason, msg string) error {
 }
 
 // probe proves the new mapping authenticates, retrying within the settle
-// window since SF synchronizes asynchronously.
-func (r *run) probe(c *inventory.Connection) error {
+// window since SF synchronizes asynchronously. On success it ends the
+// operation SUCCEEDED when last is set (a manual one verifies by an IPS job
+// next); on failure it always ends it FAILED.
+func (r *run) probe(c *inventory.Connection, last bool) error {
 	if err := r.begin(store.StepProbe, "probing SCIM authentication"); err != nil {
 		return err
 	}
@@ -441,6 +478,9 @@ func (r *run) probe(c *inventory.Connection) error {
 	if res.Outcome == scim.Authenticated {
 		if err := r.end(store.StepProbe, store.StepSucceeded, fmt.Sprintf("authenticated after %d probe(s)", attempts)); err != nil {
 			return err
+		}
+		if !last {
+			return nil
 		}
 		return r.done(store.StateSucceeded, nil, "")
 	}

@@ -51,10 +51,6 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 			return nil, err
 		}
 	}
-	if c.Registry == nil {
-		return nil, fault.New(fault.FailedPrecondition, "MANUAL_REGISTRY",
-			"%s uses the manual registry driver; guided re-registration is not available in this version", c.Name()).With("connection", c.Name())
-	}
 	if id, busy := m.Running(ctx, c.Config.ID); busy {
 		return nil, busyFault(c, id)
 	}
@@ -67,7 +63,8 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 	op := &store.Operation{
 		ID: randomID(), Connection: c.Config.ID, State: store.StateRunning,
 		RequestID: req.RequestID, Reason: req.Reason, RequestedBy: req.RequestedBy, ValidateOnly: req.ValidateOnly, Automatic: req.Automatic,
-		Etag: plan.etag, MappingID: plan.mappingID, SourceCertificateDER: plan.source.Raw,
+		Manual: c.Manual(),
+		Etag:   plan.etag, MappingID: plan.mappingID, SourceCertificateDER: plan.source.Raw,
 		Backup: plan.backup, Upload: plan.upload, LockKeys: lockKeys(c, plan.mappingKey),
 		CreateTime: now, UpdateTime: now,
 		Steps: []store.Step{
@@ -83,7 +80,12 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, err
 	if req.Audit != nil {
 		req.Audit.Operation = "operations/" + op.ID
 	}
-	if plan.backup == nil {
+	switch {
+	case op.Manual:
+		// A person deletes (or confirms there is nothing to delete: a
+		// record may be stale) and uploads; the service verifies.
+		op.Steps = append(op.Steps[:3], manualSteps()...)
+	case plan.backup == nil:
 		op.Steps[3] = store.Step{Kind: store.StepDeleteMapping, State: store.StepSkipped, Message: "SF maps no certificate for IPS: nothing to delete"}
 	}
 
@@ -152,8 +154,14 @@ func backupStep(b *store.Mapping, now time.Time) store.Step {
 	if b == nil {
 		return store.Step{Kind: store.StepBackupMapping, State: store.StepSkipped, Message: "no mapping to back up"}
 	}
+	fp := "SHA-256 " + b.SHA256
+	if len(b.CertificateDER) > 0 {
+		fp = "SHA-256 " + x509cert.SHA256Fingerprint(b.CertificateDER)
+	} else if b.SHA256 == "" {
+		fp = "SHA-1 " + b.SHA1
+	}
 	return store.Step{Kind: store.StepBackupMapping, State: store.StepSucceeded, StartTime: now, EndTime: now, Attempts: 1,
-		Message: fmt.Sprintf("mapping %s (configuration %q, integration %q, login %q, SHA-256 %s) journaled", b.ID, b.ConfigurationName, b.IntegrationName, b.LoginName, x509cert.SHA256Fingerprint(b.CertificateDER))}
+		Message: fmt.Sprintf("mapping %s (configuration %q, integration %q, login %q, %s) journaled", b.ID, b.ConfigurationName, b.IntegrationName, b.LoginName, fp)}
 }
 
 type plan struct {
@@ -171,6 +179,14 @@ type plan struct {
 func (m *Manager) plan(ctx context.Context, c *inventory.Connection, req Request) (*plan, error) {
 	reading := c.Read(ctx, m.o.Now(), 0)
 	src, srcErr := reading.Source, reading.SourceErr
+	unrecorded := false
+	if c.Manual() && errors.Is(reading.RegistryErr, registry.ErrNotRecorded) {
+		// Nobody recorded what SF shows: the person will look for the
+		// mapping by IPS's subject and issuer.
+		cmp := compare.Compare(compare.Input{Source: src, SourceErr: srcErr, Now: m.o.Now(),
+			PinnedSubject: c.Config.PinnedSubject, PinnedIssuer: c.Config.PinnedIssuer})
+		reading.RegistryErr, reading.Comparison, unrecorded = nil, &cmp, true
+	}
 	if err := reading.RegistryErr; err != nil {
 		var re *registry.Error
 		if errors.As(err, &re) && re.Transient {
@@ -235,7 +251,11 @@ func (m *Manager) plan(ctx context.Context, c *inventory.Connection, req Request
 	up := &store.Mapping{IntegrationName: reg.IntegrationName, ConfigurationName: reg.ConfigurationName, LoginName: reg.LoginName, CertificateDER: src.Raw}
 	if target != nil {
 		p.mappingID = target.ID
-		p.backup = &store.Mapping{ID: target.ID, ConfigurationName: target.ConfigurationName, IntegrationName: target.IntegrationName, LoginName: target.LoginName, CertificateDER: target.Certificate.Raw}
+		p.backup = &store.Mapping{ID: target.ID, ConfigurationName: target.ConfigurationName, IntegrationName: target.IntegrationName, LoginName: target.LoginName,
+			SHA256: target.SHA256, SHA1: target.SHA1}
+		if target.Certificate != nil {
+			p.backup.CertificateDER = target.Certificate.Raw
+		}
 		if up.ConfigurationName == "" {
 			up.ConfigurationName = target.ConfigurationName
 		}
@@ -252,6 +272,9 @@ func (m *Manager) plan(ctx context.Context, c *inventory.Connection, req Request
 	p.checks = fmt.Sprintf("comparison %s (etag %s); source valid until %s", cmp.Result, cmp.Etag, sum.NotAfter.UTC().Format("2006-01-02"))
 	if req.Etag != "" {
 		p.checks += "; the caller's etag holds"
+	}
+	if unrecorded {
+		p.checks += "; nobody recorded SF's mapping (manual registry), so the delete step names IPS's subject and issuer"
 	}
 	return p, nil
 }

@@ -25,6 +25,7 @@ type opDoc struct {
 	ApprovedBy           string      `json:"approved_by"`
 	ValidateOnly         bool        `json:"validate_only"`
 	Automatic            bool        `json:"automatic"`
+	Manual               bool        `json:"manual"` // from schema version 4
 	LockKeys             []string    `json:"lock_keys"`
 	Etag                 string      `json:"etag"`
 	MappingID            string      `json:"mapping_id"`
@@ -47,15 +48,33 @@ type mappingDoc struct {
 	IntegrationName   string `json:"integration_name"`
 	LoginName         string `json:"login_name"`
 	CertificateDER    []byte `json:"certificate_der"`
+	SHA256            string `json:"sha256"` // from schema version 4
+	SHA1              string `json:"sha1"`   // from schema version 4
 }
 
+// Documents written before schema version 4 lack a step's instruction,
+// deadline and confirmed_by, a mapping's sha256 and sha1, and an
+// operation's manual: they decode as nil, "" and false, which is what
+// those operations had.
 type stepDoc struct {
-	Kind      string `json:"kind"`
-	State     string `json:"state"`
-	Message   string `json:"message"`
-	StartTime string `json:"start_time"`
-	EndTime   string `json:"end_time"`
-	Attempts  int    `json:"attempts"`
+	Kind        string          `json:"kind"`
+	State       string          `json:"state"`
+	Message     string          `json:"message"`
+	StartTime   string          `json:"start_time"`
+	EndTime     string          `json:"end_time"`
+	Attempts    int             `json:"attempts"`
+	Instruction *instructionDoc `json:"instruction"`
+	Deadline    string          `json:"deadline"`
+	ConfirmedBy string          `json:"confirmed_by"`
+}
+
+type instructionDoc struct {
+	Text              string `json:"text"`
+	CertificateDER    []byte `json:"certificate_der"`
+	ConfigurationName string `json:"configuration_name"`
+	IntegrationName   string `json:"integration_name"`
+	LoginName         string `json:"login_name"`
+	SHA256            string `json:"sha256"`
 }
 
 type errorDoc struct {
@@ -96,7 +115,23 @@ func encodeMapping(m *Mapping) *mappingDoc {
 		return nil
 	}
 	return &mappingDoc{ID: m.ID, ConfigurationName: m.ConfigurationName, IntegrationName: m.IntegrationName,
-		LoginName: m.LoginName, CertificateDER: m.CertificateDER}
+		LoginName: m.LoginName, CertificateDER: m.CertificateDER, SHA256: m.SHA256, SHA1: m.SHA1}
+}
+
+func encodeInstruction(in *Instruction) *instructionDoc {
+	if in == nil {
+		return nil
+	}
+	return &instructionDoc{Text: in.Text, CertificateDER: in.CertificateDER, ConfigurationName: in.ConfigurationName,
+		IntegrationName: in.IntegrationName, LoginName: in.LoginName, SHA256: in.SHA256}
+}
+
+func decodeInstruction(in *instructionDoc) *Instruction {
+	if in == nil {
+		return nil
+	}
+	return &Instruction{Text: in.Text, CertificateDER: in.CertificateDER, ConfigurationName: in.ConfigurationName,
+		IntegrationName: in.IntegrationName, LoginName: in.LoginName, SHA256: in.SHA256}
 }
 
 func decodeMapping(m *mappingDoc) *Mapping {
@@ -104,14 +139,14 @@ func decodeMapping(m *mappingDoc) *Mapping {
 		return nil
 	}
 	return &Mapping{ID: m.ID, ConfigurationName: m.ConfigurationName, IntegrationName: m.IntegrationName,
-		LoginName: m.LoginName, CertificateDER: m.CertificateDER}
+		LoginName: m.LoginName, CertificateDER: m.CertificateDER, SHA256: m.SHA256, SHA1: m.SHA1}
 }
 
 // encodeOpDoc returns the document for everything that is not a column.
 func encodeOpDoc(op *Operation) (string, error) {
 	d := opDoc{
 		Reason: op.Reason, RequestedBy: op.RequestedBy, ApprovedBy: op.ApprovedBy,
-		ValidateOnly: op.ValidateOnly, Automatic: op.Automatic, LockKeys: op.LockKeys,
+		ValidateOnly: op.ValidateOnly, Automatic: op.Automatic, Manual: op.Manual, LockKeys: op.LockKeys,
 		Etag: op.Etag, MappingID: op.MappingID, SourceCertificateDER: op.SourceCertificateDER,
 		Backup: encodeMapping(op.Backup), NewMappingID: op.NewMappingID, Upload: encodeMapping(op.Upload),
 		CancelRequested: op.CancelRequested, CancelReason: op.CancelReason,
@@ -121,7 +156,8 @@ func encodeOpDoc(op *Operation) (string, error) {
 		d.Steps = make([]stepDoc, len(op.Steps))
 		for i, s := range op.Steps {
 			d.Steps[i] = stepDoc{Kind: string(s.Kind), State: string(s.State), Message: s.Message,
-				StartTime: docTime(s.StartTime), EndTime: docTime(s.EndTime), Attempts: s.Attempts}
+				StartTime: docTime(s.StartTime), EndTime: docTime(s.EndTime), Attempts: s.Attempts,
+				Instruction: encodeInstruction(s.Instruction), Deadline: docTime(s.Deadline), ConfirmedBy: s.ConfirmedBy}
 		}
 	}
 	if e := op.Error; e != nil {
@@ -147,7 +183,7 @@ func decodeOpDoc(doc string, op *Operation) error {
 	}
 	var err error
 	op.Reason, op.RequestedBy, op.ApprovedBy = d.Reason, d.RequestedBy, d.ApprovedBy
-	op.ValidateOnly, op.Automatic, op.LockKeys = d.ValidateOnly, d.Automatic, d.LockKeys
+	op.ValidateOnly, op.Automatic, op.Manual, op.LockKeys = d.ValidateOnly, d.Automatic, d.Manual, d.LockKeys
 	op.Etag, op.MappingID, op.SourceCertificateDER = d.Etag, d.MappingID, d.SourceCertificateDER
 	op.Backup, op.NewMappingID, op.Upload = decodeMapping(d.Backup), d.NewMappingID, decodeMapping(d.Upload)
 	op.CancelRequested, op.CancelReason = d.CancelRequested, d.CancelReason
@@ -158,11 +194,15 @@ func decodeOpDoc(doc string, op *Operation) error {
 	if d.Steps != nil {
 		op.Steps = make([]Step, len(d.Steps))
 		for i, s := range d.Steps {
-			st := Step{Kind: StepKind(s.Kind), State: StepState(s.State), Message: s.Message, Attempts: s.Attempts}
+			st := Step{Kind: StepKind(s.Kind), State: StepState(s.State), Message: s.Message, Attempts: s.Attempts,
+				Instruction: decodeInstruction(s.Instruction), ConfirmedBy: s.ConfirmedBy}
 			if st.StartTime, err = parseDocTime(s.StartTime); err != nil {
 				return fmt.Errorf("decode operation %s: %w", op.ID, err)
 			}
 			if st.EndTime, err = parseDocTime(s.EndTime); err != nil {
+				return fmt.Errorf("decode operation %s: %w", op.ID, err)
+			}
+			if st.Deadline, err = parseDocTime(s.Deadline); err != nil {
 				return fmt.Errorf("decode operation %s: %w", op.ID, err)
 			}
 			op.Steps[i] = st

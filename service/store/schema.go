@@ -13,8 +13,10 @@ import (
 // Version 2 added audit retention: the audit_checkpoints table and delete
 // triggers that let PruneAudit, and nothing else, remove the oldest events.
 // Version 3 added the source_certificates table: the versions of IPS's
-// outbound certificate that operators imported.
-const SchemaVersion = 3
+// outbound certificate that operators imported. Version 4 added the
+// target_records and ips_jobs tables, for connections whose SF registry is
+// manual, and the manual re-registration's fields of the operation document.
+const SchemaVersion = 4
 
 // SchemaTooNewError is returned by the Open functions when the database was
 // migrated by a newer certsync. errors.Is(err, ErrSchemaTooNew) holds.
@@ -69,6 +71,11 @@ type dialect struct {
 	// and $2 are int32 keys (a namespace and a hash of the connection).
 	// SQLite needs none: its write transactions are exclusive anyway.
 	lockSourceCerts string
+	// lockTargetRecords, when not empty, serializes the transactions that
+	// append target records until they end, so that each one's seq (the
+	// previous maximum plus one) is unique and follows commit order; other
+	// transactions may still read the table. SQLite needs none.
+	lockTargetRecords string
 }
 
 var sqliteDialect = dialect{
@@ -160,6 +167,9 @@ var postgresDialect = dialect{
 	// The two-int4 key space of advisory locks does not overlap the
 	// bigint one of migrationLockID.
 	lockSourceCerts: `SELECT pg_advisory_xact_lock($1, $2)`,
+	// SHARE ROW EXCLUSIVE conflicts with itself and with the ROW
+	// EXCLUSIVE lock of any other insert, but not with SELECT.
+	lockTargetRecords: `LOCK TABLE target_records IN SHARE ROW EXCLUSIVE MODE`,
 }
 
 // migration brings the schema from version-1 to version. Its statements run
@@ -263,6 +273,65 @@ var migrations = []migration{
 			// the database holds at most one per connection.
 			`CREATE UNIQUE INDEX source_certificates_active ON source_certificates (connection) WHERE active`,
 			`CREATE INDEX source_certificates_newest ON source_certificates (connection, import_time DESC, id DESC)`,
+		}
+	}},
+	{version: 4, stmts: func(d dialect) []string {
+		// Besides the tables, version 4 lets the operation document carry
+		// a manual re-registration (Operation.Manual; a step's
+		// instruction, deadline and confirmer; a mapping's fingerprints
+		// as a person recorded them). A version-3 binary would
+		// drop those fields when it updated such an operation; the version
+		// bump makes it refuse the database instead.
+		return []string{
+			// One row per observation of IPS's mapping in SF's Security
+			// Center, for connections whose registry is manual (SF has no
+			// API for it): what a person read off the screen, or what a
+			// confirmed step of a manual re-registration says SF now
+			// shows. Rows are only ever appended. absent is true when SF
+			// shows no mapping; der is empty when the person gave no file.
+			// seq is the insertion order (1, 2, ...), which breaks ties
+			// between records of the same record_time: the later one is
+			// the newer. It is not a serial column because SQLite has
+			// those only as the primary key, and the id is that.
+			`CREATE TABLE target_records (
+				id                 TEXT PRIMARY KEY,
+				seq                BIGINT NOT NULL,
+				connection         TEXT NOT NULL,
+				absent             BOOLEAN NOT NULL,
+				configuration_name TEXT NOT NULL,
+				integration_name   TEXT NOT NULL,
+				login_name         TEXT NOT NULL,
+				sha256             TEXT NOT NULL,
+				sha1               TEXT NOT NULL,
+				der                ` + d.blob + ` NOT NULL,
+				note               TEXT NOT NULL,
+				recorded_by        TEXT NOT NULL,
+				record_time        BIGINT NOT NULL,
+				operation          TEXT NOT NULL
+			)`,
+			`CREATE UNIQUE INDEX target_records_seq ON target_records (seq)`,
+			`CREATE INDEX target_records_newest ON target_records (connection, record_time DESC, seq DESC)`,
+			// One row per IPS provisioning job certsync started or looked
+			// at, updated in place as the job runs. IPS's job ids are
+			// unique per source system, hence the key. end_time is NULL
+			// while the job runs.
+			`CREATE TABLE ips_jobs (
+				connection  TEXT NOT NULL,
+				job_id      TEXT NOT NULL,
+				job_type    TEXT NOT NULL,
+				status      TEXT NOT NULL,
+				done        BOOLEAN NOT NULL,
+				succeeded   BOOLEAN NOT NULL,
+				cause       TEXT NOT NULL,
+				summary     TEXT NOT NULL,
+				started_by  TEXT NOT NULL,
+				operation   TEXT NOT NULL,
+				start_time  BIGINT NOT NULL,
+				update_time BIGINT NOT NULL,
+				end_time    BIGINT,
+				PRIMARY KEY (connection, job_id)
+			)`,
+			`CREATE INDEX ips_jobs_newest ON ips_jobs (connection, start_time DESC, job_id DESC)`,
 		}
 	}},
 }

@@ -88,6 +88,27 @@ type Step struct {
 	StartTime time.Time `json:"start_time,omitzero"`
 	EndTime   time.Time `json:"end_time,omitzero"`
 	Attempts  int       `json:"attempts,omitempty"`
+	// Instruction is what a person must do in SF's UI, for the steps of a
+	// manual re-registration; nil otherwise.
+	Instruction *Instruction `json:"instruction,omitempty"`
+	// Deadline is when a step waiting for a person's confirmation times
+	// out; zero otherwise.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// ConfirmedBy is the identity that confirmed a manual step.
+	ConfirmedBy string `json:"confirmed_by,omitempty"`
+}
+
+// Instruction tells a person exactly what to do in SF's Security Center for
+// one step of a manual re-registration.
+type Instruction struct {
+	Text              string `json:"text"`
+	CertificateDER    []byte `json:"certificate_der,omitempty"`
+	ConfigurationName string `json:"configuration_name,omitempty"`
+	IntegrationName   string `json:"integration_name,omitempty"`
+	LoginName         string `json:"login_name,omitempty"`
+	// SHA256 is the fingerprint of the certificate concerned, as
+	// x509cert.FormatFingerprint writes it.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // Mapping is an SF mapping as journaled: every field needed to put it back.
@@ -97,6 +118,11 @@ type Mapping struct {
 	IntegrationName   string `json:"integration_name"`
 	LoginName         string `json:"login_name"`
 	CertificateDER    []byte `json:"certificate_der"`
+	// SHA256 and SHA1 are a manual mapping's fingerprints as a person
+	// recorded them (x509cert.FormatFingerprint's form) when the
+	// certificate itself is unknown; empty otherwise.
+	SHA256 string `json:"sha256,omitempty"`
+	SHA1   string `json:"sha1,omitempty"`
 }
 
 // OperationError says why an operation did not succeed.
@@ -135,6 +161,9 @@ type Operation struct {
 	ApprovedBy   string
 	ValidateOnly bool
 	Automatic    bool
+	// Manual is true for a guided re-registration: a person performs the
+	// delete and the upload in SF's UI and confirms each.
+	Manual bool
 	// LockKeys are the keys the operation holds while it runs (company and
 	// mapping key), so that recovery can take them over.
 	LockKeys []string
@@ -313,8 +342,92 @@ type Store interface {
 	// ErrNotFound when it has none.
 	ActiveSourceCertificate(ctx context.Context, connection string) (*SourceCertificate, error)
 
+	// RecordTarget appends what was seen of IPS's mapping in SF's
+	// Security Center for a connection whose registry is manual (or, when
+	// r.Absent, that SF shows none) and, when audit is not nil, appends
+	// audit in the same transaction. The store assigns ID when it is empty
+	// and RecordTime when it is zero, lower-cases SHA256 and SHA1, and
+	// returns the stored record. An ID taken yields ErrConflict.
+	RecordTarget(ctx context.Context, r *TargetRecord, audit *AuditEvent) (*TargetRecord, error)
+	// LatestTargetRecord returns the connection's newest record (by
+	// RecordTime, then insertion order), or ErrNotFound.
+	LatestTargetRecord(ctx context.Context, connection string) (*TargetRecord, error)
+	// ListTargetRecords returns a connection's records newest first and a
+	// token for the next page ("" on the last).
+	ListTargetRecords(ctx context.Context, connection string, pageSize int, pageToken string) ([]*TargetRecord, string, error)
+
+	// PutJob stores an IPS provisioning job's record, replacing the one
+	// with the same Connection and JobID.
+	PutJob(ctx context.Context, j *JobRecord) error
+	// GetJob returns one job's record, or ErrNotFound.
+	GetJob(ctx context.Context, connection, jobID string) (*JobRecord, error)
+	// LatestJobs returns up to limit of a connection's job records, newest
+	// StartTime first (then JobID descending).
+	LatestJobs(ctx context.Context, connection string, limit int) ([]*JobRecord, error)
+
 	// Close releases the database.
 	Close() error
+}
+
+// TargetRecord is what was seen of IPS's mapping in SF's Security Center,
+// for connections whose registry is manual: SF publishes no API for these
+// mappings, so a person reads them off the screen (RecordTargetMapping), or
+// a confirmed step of a manual re-registration says what SF now shows.
+// What a person recorded alone never makes the gate ALLOW.
+type TargetRecord struct {
+	// ID is assigned by the store when empty.
+	ID string
+	// Connection is the connection id (not the resource name).
+	Connection string
+	// Absent is true when SF shows no mapping for IPS's certificate (after
+	// a confirmed delete); the mapping fields are empty then.
+	Absent            bool
+	ConfigurationName string
+	IntegrationName   string
+	LoginName         string
+	// SHA256 and SHA1 are lower-case hex fingerprints of the mapped
+	// certificate; either may be empty (a person may read only one off
+	// the screen), and both are set when DER is.
+	SHA256 string
+	SHA1   string
+	// DER is the mapped certificate when the person gave the file; may be
+	// empty.
+	DER []byte
+	// Note is what else the person saw.
+	Note       string
+	RecordedBy string
+	RecordTime time.Time
+	// Operation is the id of the manual re-registration whose confirmed
+	// step wrote the record; empty for RecordTargetMapping.
+	Operation string
+}
+
+// JobRecord is what certsync knows of one IPS provisioning job it started
+// (StartProvisioningJob, or the verification of a manual re-registration)
+// or looked at: the gate reads the latest READ job as evidence for IPS's
+// own mapping when the probe uses a separate identity.
+type JobRecord struct {
+	Connection string
+	JobID      string
+	// Type is "READ" or "RESYNC".
+	Type string
+	// Status is IPS's status text, normalized (ips.NormalizeStatus).
+	Status string
+	// Done is true once IPS reports the job finished.
+	Done bool
+	// Succeeded is true for a job that finished without errors.
+	Succeeded bool
+	// Cause is the diagnosis of a failed job's log (diagnose.Cause's
+	// name), empty when it succeeded or was not diagnosed.
+	Cause string
+	// Summary is one sentence for people.
+	Summary    string
+	StartedBy  string
+	Operation  string
+	StartTime  time.Time
+	UpdateTime time.Time
+	// EndTime is when certsync saw the job finished; zero while running.
+	EndTime time.Time
 }
 
 // Leases adapts a Store to the lease interface of the gate's background

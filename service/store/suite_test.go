@@ -51,6 +51,11 @@ func runSuite(t *testing.T, fresh func(t *testing.T) *testDB) {
 		{"SourceCertificatesPaging", testSourceCertificatesPaging},
 		{"SourceCertificatesConcurrent", testSourceCertificatesConcurrent},
 		{"MigrateFromVersion2", testMigrateFromVersion2},
+		{"TargetRecords", testTargetRecords},
+		{"TargetRecordsPaging", testTargetRecordsPaging},
+		{"TargetRecordsConcurrent", testTargetRecordsConcurrent},
+		{"IPSJobs", testIPSJobs},
+		{"MigrateFromVersion3", testMigrateFromVersion3},
 		{"Concurrency", testConcurrency},
 		{"Replicas", testReplicas},
 		{"ConcurrentMigration", testConcurrentMigration},
@@ -83,18 +88,26 @@ func fullOperation(id string) *Operation {
 		ApprovedBy:           "bob",
 		ValidateOnly:         true,
 		Automatic:            true,
+		Manual:               true,
 		LockKeys:             []string{"company/ACME", "mapping/CN=x"},
 		Etag:                 "W/\"etag\"",
 		MappingID:            "map-1",
 		SourceCertificateDER: []byte{0x30, 0x82, 0x00, 0xff, 0x00},
 		Backup: &Mapping{ID: "map-1", ConfigurationName: "cfg", IntegrationName: "Identity Provisioning Service",
-			LoginName: "login", CertificateDER: []byte{1, 2, 3}},
+			LoginName: "login", CertificateDER: []byte{1, 2, 3}, SHA256: "AA:BB", SHA1: "CC:DD"},
 		NewMappingID: "map-2",
 		Upload: &Mapping{ID: "map-2", ConfigurationName: "cfg2", IntegrationName: "IPS",
-			LoginName: "login2", CertificateDER: []byte{4, 5, 6}},
+			LoginName: "login2", CertificateDER: []byte{4, 5, 6}, SHA256: "EE:FF", SHA1: "00:11"},
 		Steps: []Step{
-			{Kind: StepDeleteMapping, State: StepSucceeded, Message: "deleted", StartTime: at(1), EndTime: at(2), Attempts: 2},
-			{Kind: StepUploadCertificate, State: StepRunning, Message: "uploading", StartTime: at(3), EndTime: at(4), Attempts: 1},
+			{Kind: StepDeleteMapping, State: StepSucceeded, Message: "deleted", StartTime: at(1), EndTime: at(2), Attempts: 2,
+				Instruction: &Instruction{Text: "Delete the mapping \"x\" \u00e9", CertificateDER: []byte{0x30, 0x00, 0xff},
+					ConfigurationName: "cfg", IntegrationName: "Identity Provisioning Service", LoginName: "login",
+					SHA256: "AB:CD:EF"},
+				Deadline: at(8), ConfirmedBy: "carol"},
+			{Kind: StepUploadCertificate, State: StepAwaitingConfirmation, Message: "uploading", StartTime: at(3), EndTime: at(4), Attempts: 1,
+				Instruction: &Instruction{Text: "Upload", CertificateDER: []byte{0x30, 0x01}, ConfigurationName: "cfg2",
+					IntegrationName: "IPS", LoginName: "login2", SHA256: "01:02"},
+				Deadline: at(9), ConfirmedBy: "dave"},
 		},
 		Error: &OperationError{Code: "FAILED_PRECONDITION", Reason: "PROBE_FAILED", Message: "probe failed",
 			Metadata: map[string]string{"step": "PROBE", "status": "401"}},
@@ -157,7 +170,7 @@ func utcTimes(op *Operation) *Operation {
 	if op.Steps != nil {
 		c.Steps = make([]Step, len(op.Steps))
 		for i, s := range op.Steps {
-			s.StartTime, s.EndTime = s.StartTime.UTC(), s.EndTime.UTC()
+			s.StartTime, s.EndTime, s.Deadline = s.StartTime.UTC(), s.EndTime.UTC(), s.Deadline.UTC()
 			c.Steps[i] = s
 		}
 	}
@@ -222,7 +235,8 @@ func testRoundTrip(t *testing.T, db *testDB) {
 	// The returned copy shares nothing with the caller's operation.
 	created.SourceCertificateDER[0] = 0
 	created.Error.Metadata["step"] = "changed"
-	if op.SourceCertificateDER[0] != 0x30 || op.Error.Metadata["step"] != "PROBE" {
+	created.Steps[0].Instruction.CertificateDER[0] = 0
+	if op.SourceCertificateDER[0] != 0x30 || op.Error.Metadata["step"] != "PROBE" || op.Steps[0].Instruction.CertificateDER[0] != 0x30 {
 		t.Error("CreateOperation's result aliases the caller's operation")
 	}
 
@@ -261,7 +275,15 @@ func testNilAndEmpty(t *testing.T, db *testDB) {
 		FinalProbe: &Probe{}}
 	nils := &Operation{ID: "nils", Connection: "c", State: StateRunning, CreateTime: at(0), UpdateTime: at(0),
 		Backup: &Mapping{}, Error: &OperationError{}}
-	for _, op := range []*Operation{empty, nils} {
+	// A step without an instruction keeps it nil; an instruction's empty
+	// certificate stays empty and a missing one nil.
+	steps := &Operation{ID: "steps", Connection: "c", State: StateRunning, CreateTime: at(0), UpdateTime: at(0),
+		Steps: []Step{
+			{Kind: StepProbe, State: StepPending},
+			{Kind: StepDeleteMapping, State: StepPending, Instruction: &Instruction{}},
+			{Kind: StepUploadCertificate, State: StepPending, Instruction: &Instruction{Text: "t", CertificateDER: []byte{}}},
+		}}
+	for _, op := range []*Operation{empty, nils, steps} {
 		mustCreate(t, s, op)
 		got, err := s.GetOperation(ctx, op.ID)
 		if err != nil {

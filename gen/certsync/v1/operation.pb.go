@@ -356,7 +356,11 @@ type OperationStep struct {
 	// Attempts made (retries of idempotent calls, probes in the settle window).
 	Attempts int32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// For manual steps: what the person must do.
-	Instruction   *ManualInstruction `protobuf:"bytes,7,opt,name=instruction,proto3" json:"instruction,omitempty"`
+	Instruction *ManualInstruction `protobuf:"bytes,7,opt,name=instruction,proto3" json:"instruction,omitempty"`
+	// For a step waiting for confirmation: when it times out.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// For a confirmed manual step: who confirmed it.
+	ConfirmedBy   string `protobuf:"bytes,9,opt,name=confirmed_by,json=confirmedBy,proto3" json:"confirmed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -438,6 +442,20 @@ func (x *OperationStep) GetInstruction() *ManualInstruction {
 		return x.Instruction
 	}
 	return nil
+}
+
+func (x *OperationStep) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *OperationStep) GetConfirmedBy() string {
+	if x != nil {
+		return x.ConfirmedBy
+	}
+	return ""
 }
 
 // OperationError says why an operation did not succeed.
@@ -1408,7 +1426,11 @@ type ConfirmOperationStepRequest struct {
 	// The step confirmed; must be the one awaiting confirmation.
 	Step StepKind `protobuf:"varint,2,opt,name=step,proto3,enum=certsync.v1.StepKind" json:"step,omitempty"`
 	// What the person saw or did; kept in the audit.
-	Note          string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	Note string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	// For the upload step: the fingerprint SF shows for the new mapping
+	// (SHA-1 or SHA-256, in any common form). When given it must be the
+	// uploaded certificate's, else the confirmation is refused.
+	Fingerprint   string `protobuf:"bytes,4,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1460,6 +1482,13 @@ func (x *ConfirmOperationStepRequest) GetStep() StepKind {
 func (x *ConfirmOperationStepRequest) GetNote() string {
 	if x != nil {
 		return x.Note
+	}
+	return ""
+}
+
+func (x *ConfirmOperationStepRequest) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
 	}
 	return ""
 }
@@ -1522,7 +1551,7 @@ const file_certsync_v1_operation_proto_rawDesc = "" +
 	"\x10integration_name\x18\x04 \x01(\tR\x0fintegrationName\x12\x1d\n" +
 	"\n" +
 	"login_name\x18\x05 \x01(\tR\tloginName\x12-\n" +
-	"\x12sha256_fingerprint\x18\x06 \x01(\tR\x11sha256Fingerprint\"\xd2\x02\n" +
+	"\x12sha256_fingerprint\x18\x06 \x01(\tR\x11sha256Fingerprint\"\xad\x03\n" +
 	"\rOperationStep\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.certsync.v1.StepKindR\x04kind\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.certsync.v1.StepStateR\x05state\x12\x18\n" +
@@ -1531,7 +1560,9 @@ const file_certsync_v1_operation_proto_rawDesc = "" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\x05R\battempts\x12@\n" +
-	"\vinstruction\x18\a \x01(\v2\x1e.certsync.v1.ManualInstructionR\vinstruction\"\xda\x01\n" +
+	"\vinstruction\x18\a \x01(\v2\x1e.certsync.v1.ManualInstructionR\vinstruction\x126\n" +
+	"\bdeadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12!\n" +
+	"\fconfirmed_by\x18\t \x01(\tR\vconfirmedBy\"\xda\x01\n" +
 	"\x0eOperationError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -1612,11 +1643,12 @@ const file_certsync_v1_operation_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"P\n" +
 	"\x18ApproveOperationResponse\x124\n" +
-	"\toperation\x18\x01 \x01(\v2\x16.certsync.v1.OperationR\toperation\"p\n" +
+	"\toperation\x18\x01 \x01(\v2\x16.certsync.v1.OperationR\toperation\"\x92\x01\n" +
 	"\x1bConfirmOperationStepRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x04step\x18\x02 \x01(\x0e2\x15.certsync.v1.StepKindR\x04step\x12\x12\n" +
-	"\x04note\x18\x03 \x01(\tR\x04note\"T\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12 \n" +
+	"\vfingerprint\x18\x04 \x01(\tR\vfingerprint\"T\n" +
 	"\x1cConfirmOperationStepResponse\x124\n" +
 	"\toperation\x18\x01 \x01(\v2\x16.certsync.v1.OperationR\toperation*\xef\x01\n" +
 	"\x0eOperationState\x12\x1f\n" +
@@ -1696,28 +1728,29 @@ var file_certsync_v1_operation_proto_depIdxs = []int32{
 	22, // 2: certsync.v1.OperationStep.start_time:type_name -> google.protobuf.Timestamp
 	22, // 3: certsync.v1.OperationStep.end_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: certsync.v1.OperationStep.instruction:type_name -> certsync.v1.ManualInstruction
-	21, // 5: certsync.v1.OperationError.metadata:type_name -> certsync.v1.OperationError.MetadataEntry
-	0,  // 6: certsync.v1.Operation.state:type_name -> certsync.v1.OperationState
-	4,  // 7: certsync.v1.Operation.steps:type_name -> certsync.v1.OperationStep
-	5,  // 8: certsync.v1.Operation.error:type_name -> certsync.v1.OperationError
-	22, // 9: certsync.v1.Operation.create_time:type_name -> google.protobuf.Timestamp
-	22, // 10: certsync.v1.Operation.update_time:type_name -> google.protobuf.Timestamp
-	22, // 11: certsync.v1.Operation.end_time:type_name -> google.protobuf.Timestamp
-	23, // 12: certsync.v1.Operation.final_probe:type_name -> certsync.v1.ProbeScimAuthResponse
-	6,  // 13: certsync.v1.ReregisterCertificateResponse.operation:type_name -> certsync.v1.Operation
-	6,  // 14: certsync.v1.GetOperationResponse.operation:type_name -> certsync.v1.Operation
-	6,  // 15: certsync.v1.ListOperationsResponse.operations:type_name -> certsync.v1.Operation
-	24, // 16: certsync.v1.WaitOperationRequest.timeout:type_name -> google.protobuf.Duration
-	6,  // 17: certsync.v1.WaitOperationResponse.operation:type_name -> certsync.v1.Operation
-	6,  // 18: certsync.v1.CancelOperationResponse.operation:type_name -> certsync.v1.Operation
-	6,  // 19: certsync.v1.ApproveOperationResponse.operation:type_name -> certsync.v1.Operation
-	1,  // 20: certsync.v1.ConfirmOperationStepRequest.step:type_name -> certsync.v1.StepKind
-	6,  // 21: certsync.v1.ConfirmOperationStepResponse.operation:type_name -> certsync.v1.Operation
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	22, // 5: certsync.v1.OperationStep.deadline:type_name -> google.protobuf.Timestamp
+	21, // 6: certsync.v1.OperationError.metadata:type_name -> certsync.v1.OperationError.MetadataEntry
+	0,  // 7: certsync.v1.Operation.state:type_name -> certsync.v1.OperationState
+	4,  // 8: certsync.v1.Operation.steps:type_name -> certsync.v1.OperationStep
+	5,  // 9: certsync.v1.Operation.error:type_name -> certsync.v1.OperationError
+	22, // 10: certsync.v1.Operation.create_time:type_name -> google.protobuf.Timestamp
+	22, // 11: certsync.v1.Operation.update_time:type_name -> google.protobuf.Timestamp
+	22, // 12: certsync.v1.Operation.end_time:type_name -> google.protobuf.Timestamp
+	23, // 13: certsync.v1.Operation.final_probe:type_name -> certsync.v1.ProbeScimAuthResponse
+	6,  // 14: certsync.v1.ReregisterCertificateResponse.operation:type_name -> certsync.v1.Operation
+	6,  // 15: certsync.v1.GetOperationResponse.operation:type_name -> certsync.v1.Operation
+	6,  // 16: certsync.v1.ListOperationsResponse.operations:type_name -> certsync.v1.Operation
+	24, // 17: certsync.v1.WaitOperationRequest.timeout:type_name -> google.protobuf.Duration
+	6,  // 18: certsync.v1.WaitOperationResponse.operation:type_name -> certsync.v1.Operation
+	6,  // 19: certsync.v1.CancelOperationResponse.operation:type_name -> certsync.v1.Operation
+	6,  // 20: certsync.v1.ApproveOperationResponse.operation:type_name -> certsync.v1.Operation
+	1,  // 21: certsync.v1.ConfirmOperationStepRequest.step:type_name -> certsync.v1.StepKind
+	6,  // 22: certsync.v1.ConfirmOperationStepResponse.operation:type_name -> certsync.v1.Operation
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_certsync_v1_operation_proto_init() }
