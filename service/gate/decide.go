@@ -260,9 +260,12 @@ func (d *decider) registry() {
 		return
 	}
 	src := FromRegistry
-	if cmpr.Recorded() {
+	if d.personSide() {
 		src = FromPerson
 	}
+	// A person's record contradicted by proof is only a warning (see
+	// addRecorded): it calls for recording again, not for changing SF.
+	contradicted := src == FromPerson && d.ipsMappingProven()
 	present := Condition{Type: TypeMappingPresent, Source: src}
 	fps := Condition{Type: TypeFingerprintsMatch, Source: src}
 	switch cmpr.Result {
@@ -276,12 +279,16 @@ func (d *decider) registry() {
 		present.Status, present.Severity, present.Reason = False, Error, "MappingMissing"
 		present.Message = findingMessage(cmpr, "TARGET_MISSING", "SF maps no certificate with IPS's issuer and subject")
 		fps.Status, fps.Severity, fps.Reason, fps.Message = Unknown, Info, "MappingMissing", "there is no mapping to compare with"
-		d.remedy(bucketRegistry, uploadActive()...)
+		if !contradicted {
+			d.remedy(bucketRegistry, uploadActive()...)
+		}
 	case compare.ResultAmbiguous:
 		present.Status, present.Severity, present.Reason = False, Error, "MappingAmbiguous"
 		present.Message = findingMessage(cmpr, "AMBIGUOUS", "several mappings could be IPS's")
 		fps.Status, fps.Severity, fps.Reason, fps.Message = Unknown, Info, "MappingAmbiguous", "several mappings could be IPS's, so there is no single one to compare with"
-		d.remedy(bucketRegistry, pick(diagnose.CauseUnrecognizedResponse, diagnose.Situation{}, diagnose.ActionCompareFingerprints)...)
+		if !contradicted {
+			d.remedy(bucketRegistry, pick(diagnose.CauseUnrecognizedResponse, diagnose.Situation{}, diagnose.ActionCompareFingerprints)...)
+		}
 	case compare.ResultMatch, compare.ResultMismatch:
 		present.Status, present.Severity, present.Reason = True, Info, "Present"
 		present.Message = fmt.Sprintf("SF maps IPS's issuer and subject in mapping %s", cmpr.MappingID)
@@ -291,7 +298,9 @@ func (d *decider) registry() {
 		} else {
 			fps.Status, fps.Severity, fps.Reason = False, Error, "FingerprintsDiffer"
 			fps.Message = findingMessage(cmpr, "RENEWAL_NOT_UPLOADED", "SF maps another certificate than IPS's active one")
-			d.remedy(bucketRegistry, uploadActive()...)
+			if !contradicted {
+				d.remedy(bucketRegistry, uploadActive()...)
+			}
 		}
 	default:
 		present.Status, present.Severity, present.Reason, present.Message = Unknown, Warning, "NotCompared", "the comparison gave no result"
@@ -299,7 +308,7 @@ func (d *decider) registry() {
 		fps.Status, fps.Severity, fps.Reason, fps.Message, fps.Inconclusive = present.Status, present.Severity, present.Reason, present.Message, true
 	}
 	d.addRecorded(present)
-	d.mappingFields(cmpr, src)
+	d.mappingFields(cmpr, src, contradicted)
 	d.addRecorded(fps)
 }
 
@@ -316,12 +325,23 @@ func (d *decider) addRecorded(c Condition) {
 	d.add(c)
 }
 
+// personSide: SF's side of this connection is what a person recorded (the
+// manual registry driver), including a record that SF shows no mapping.
+func (d *decider) personSide() bool {
+	if d.ev.Config.Registry.Driver == "manual" {
+		return true
+	}
+	return d.ev.Comparison != nil && d.ev.Comparison.Recorded()
+}
+
 // ipsMappingProven: something other than a person's record shows that IPS's
-// own mapping authenticates: the probe with IPS's key pair, or a recent
-// READ job that succeeded.
+// own mapping authenticates: the probe presenting IPS's active certificate
+// (identity ips; a probe whose certificate lags behind a renewal proves the
+// old mapping only), or a recent READ job that succeeded.
 func (d *decider) ipsMappingProven() bool {
 	ev := d.ev
-	if ev.Probe != nil && ev.Probe.Outcome == scim.Authenticated && ev.Config.Probe.Identity != "separate" {
+	if ev.Probe != nil && ev.Probe.Outcome == scim.Authenticated && ev.Config.Probe.Identity != "separate" &&
+		ev.ProbeCert != nil && ev.Source != nil && ev.ProbeCert.SHA256 == ev.Source.SHA256 {
 		return true
 	}
 	job := d.recentJob()
@@ -342,12 +362,15 @@ func (d *decider) recentJob() *store.JobRecord {
 	if d.ev.CheckedAt.Sub(job.EndTime) > d.p.JobMaxAge {
 		return nil
 	}
+	if src := d.ev.Source; src != nil && job.EndTime.Before(src.NotBefore) {
+		return nil // it ran with an older certificate than IPS's active one
+	}
 	return job
 }
 
 // mappingFields reports the fields SF checks after the certificate: the
 // integration name (403 unless it is IPS's, KBA 3417151) and the login name.
-func (d *decider) mappingFields(cmpr *compare.Comparison, src EvidenceSource) {
+func (d *decider) mappingFields(cmpr *compare.Comparison, src EvidenceSource, contradicted bool) {
 	if cmpr.Result != compare.ResultMatch && cmpr.Result != compare.ResultMismatch {
 		return
 	}
@@ -358,7 +381,9 @@ func (d *decider) mappingFields(cmpr *compare.Comparison, src EvidenceSource) {
 		switch f.Code {
 		case "INTEGRATION_NAME_WRONG":
 			c.Status, c.Severity, c.Reason, c.Message = False, Error, "IntegrationNameWrong", f.Message
-			d.remedy(bucketRegistry, diagnose.Remediation(diagnose.CausePermissionDenied, diagnose.Situation{})...)
+			if !contradicted {
+				d.remedy(bucketRegistry, diagnose.Remediation(diagnose.CausePermissionDenied, diagnose.Situation{})...)
+			}
 		case "LOGIN_NAME_EMPTY":
 			warn = &cmpr.Findings[i]
 		}
@@ -492,7 +517,7 @@ func (d *decider) ipsMapping(separate bool) {
 	c := Condition{Type: TypeIpsMappingAuthenticates, Status: Unknown, Severity: Warning, Source: FromIPSJob}
 	job := d.recentJob()
 	cause := jobCause(job)
-	recorded := d.ev.Comparison != nil && d.ev.Comparison.Recorded() || errors.Is(d.ev.RegistryErr, registry.ErrNotRecorded)
+	recorded := d.personSide()
 	switch {
 	case job != nil && job.Succeeded:
 		c.Status, c.Severity, c.Reason = True, Info, "ReadJobSucceeded"
@@ -503,6 +528,13 @@ func (d *decider) ipsMapping(separate bool) {
 		c.Message = fmt.Sprintf("IPS's READ job %s failed (%s): %s", job.JobID, cause, job.Summary)
 		c.ObservedTime = job.EndTime
 		d.remedy(bucketProbe, diagnose.Remediation(cause, d.situation())...)
+	case job != nil && !job.Succeeded:
+		// A job that failed for a reason nobody could tell (or an outage)
+		// neither proves nor disproves the mapping, but the platform alone
+		// is no answer to it either.
+		c.Reason, c.Inconclusive = "ReadJobFailedUnclear", true
+		c.Message = fmt.Sprintf("IPS's READ job %s failed and its log names no certificate problem (%s); run it again or look at it in IPS", job.JobID, job.Summary)
+		c.ObservedTime = job.EndTime
 	case d.ev.Config.Probe.AcceptPlatformOnlyEvidence && recorded:
 		c.Reason, c.Inconclusive = "PersonRecordOnly", true
 		c.Message = "only a person's record speaks for IPS's own mapping (manual registry, separate probe identity, no recent IPS READ job): a person's record never allows on its own; run a READ job (StartProvisioningJob with force) or let one run"

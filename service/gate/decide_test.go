@@ -11,6 +11,7 @@ import (
 	"github.com/certsync/certsync/service/diagnose"
 	"github.com/certsync/certsync/service/registry"
 	"github.com/certsync/certsync/service/scim"
+	"github.com/certsync/certsync/service/store"
 	"github.com/certsync/certsync/service/x509cert"
 )
 
@@ -54,6 +55,19 @@ func healthy() *Evidence {
 		Probe:              probe(scim.Authenticated, 200, ""),
 		ProbeCert:          cert(365 * day),
 	}
+}
+
+// readJob is IPS's READ job as ipsjobs records it: finished at end, with
+// status Success or Finished with Error and the diagnosed cause.
+func readJob(end time.Time, succeeded bool, cause string) *store.JobRecord {
+	j := &store.JobRecord{Connection: "c", JobID: "job-1", Type: "READ", Done: true, Succeeded: succeeded, Cause: cause,
+		StartedBy: "alice", StartTime: end.Add(-10 * time.Minute), UpdateTime: end, EndTime: end}
+	if succeeded {
+		j.Status, j.Summary = "Success", "IPS READ job job-1 finished with status Success"
+	} else {
+		j.Status, j.Summary = "Finished with Error", "IPS READ job job-1 finished with errors"
+	}
+	return j
 }
 
 func condition(v Verdict, typ string) (Condition, bool) {
@@ -226,6 +240,104 @@ func TestDecide(t *testing.T) {
 			ev.Probe = probe(scim.InvalidClientCertificate, 401, "AUTH0032")
 		}, Policy{},
 			want{Deny, TypeScimAuthentication, "InvalidClientCertificate", False, Error, "Reregister FixCompanyID Escalate RetryLater", true}},
+		// IPS's latest READ job speaks for IPS's own mapping when the probe
+		// uses a separate identity.
+		{"separate identity with a recent successful READ job", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-2*time.Hour), true, "")
+		}, Policy{},
+			want{Allow, TypeIpsMappingAuthenticates, "ReadJobSucceeded", True, Info, "-", false}},
+		{"separate identity with a READ job older than JobMaxAge", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-DefaultJobMaxAge-time.Minute), true, "")
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+		{"separate identity with a READ job exactly JobMaxAge old", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-DefaultJobMaxAge), true, "")
+		}, Policy{},
+			want{Allow, TypeIpsMappingAuthenticates, "ReadJobSucceeded", True, Info, "-", false}},
+		{"separate identity with a READ job older than a configured JobMaxAge", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-2*time.Hour), true, "")
+		}, Policy{JobMaxAge: time.Hour},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+		{"separate identity with a READ job that ended before the last re-registration", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-2*time.Hour), true, "")
+			ev.LastReregistration = &Reregistration{State: "SUCCEEDED", Ended: t0.Add(-time.Hour)}
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+		{"separate identity with a READ job that ended after the last re-registration", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-time.Hour), true, "")
+			ev.LastReregistration = &Reregistration{State: "SUCCEEDED", Ended: t0.Add(-2 * time.Hour)}
+		}, Policy{},
+			want{Allow, TypeIpsMappingAuthenticates, "ReadJobSucceeded", True, Info, "-", false}},
+		{"separate identity with a READ job still running", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(time.Time{}, false, "")
+			ev.IPSJob.Done, ev.IPSJob.Status = false, "Running"
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+		// A job still running has no end: the errors it met so far are no
+		// verdict on IPS's mapping.
+		{"separate identity with a READ job running with AUTH0032 errors", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(time.Time{}, false, diagnose.CauseInvalidClientCertificate.String())
+			ev.IPSJob.Done, ev.IPSJob.Status = false, "Running with Error"
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+		// DOMAIN.md's first row again, told by IPS's own job: the mapping
+		// matches, so re-register.
+		{"separate identity with a recent READ job failing with AUTH0032", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseInvalidClientCertificate.String())
+		}, Policy{},
+			want{Deny, TypeIpsMappingAuthenticates, "ReadJobFailed", False, Error, "Reregister FixCompanyID Escalate", false}},
+		{"separate identity accepting platform-only evidence with a READ job failing with AUTH0032", func(ev *Evidence) {
+			ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = "separate", true
+			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseInvalidClientCertificate.String())
+		}, Policy{},
+			want{Deny, TypeIpsMappingAuthenticates, "ReadJobFailed", False, Error, "Reregister FixCompanyID Escalate", false}},
+		{"separate identity with a failed READ job and differing fingerprints", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseInvalidClientCertificate.String())
+			ev.Comparison = &compare.Comparison{Result: compare.ResultMismatch, MappingID: "m1"}
+		}, Policy{},
+			want{Deny, TypeIpsMappingAuthenticates, "ReadJobFailed", False, Error, "UploadActiveCertificate", false}},
+		{"separate identity with a READ job failing with a server error", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseServerError.String())
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, "-", true}},
+		// A recent failed job is an open question the platform probe
+		// cannot answer, even where platform-only evidence is accepted.
+		{"separate identity accepting platform-only evidence with a READ job failing with a server error", func(ev *Evidence) {
+			ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = "separate", true
+			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseTransportError.String())
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, "-", true}},
+		{"separate identity with a failed READ job older than JobMaxAge", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-2*DefaultJobMaxAge), false, diagnose.CauseInvalidClientCertificate.String())
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+		{"separate identity with a failed READ job before the last re-registration", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-2*time.Hour), false, diagnose.CauseInvalidClientCertificate.String())
+			ev.LastReregistration = &Reregistration{State: "SUCCEEDED", Ended: t0.Add(-time.Hour)}
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+		{"separate identity with a failed READ job nobody diagnosed", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-time.Hour), false, "")
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, "-", true}},
+		{"a probe with IPS's own identity ignores a failed READ job", func(ev *Evidence) {
+			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseInvalidClientCertificate.String())
+		}, Policy{},
+			want{Allow, TypeScimAuthentication, "Authenticated", True, Info, "-", false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
