@@ -43,6 +43,17 @@ func inspectCommand() *command {
 
 func writeSummary(w io.Writer, s *certsyncv1.CertificateSummary, indent string) {
 	row := func(k, v string) { fmt.Fprintf(w, "%s%-14s %s\n", indent, k+":", v) }
+	if s.GetSubject() == "" && s.GetNotAfter() == nil {
+		// Only fingerprints are known: what a person read off SF's screen.
+		if s.GetSha1Fingerprint() != "" {
+			row("SHA-1", s.GetSha1Fingerprint())
+		}
+		if s.GetSha256Fingerprint() != "" {
+			row("SHA-256", s.GetSha256Fingerprint())
+		}
+		row("Certificate", "not known: only its fingerprint was recorded")
+		return
+	}
 	row("Subject", s.GetSubject())
 	row("Issuer", s.GetIssuer())
 	row("Serial", s.GetSerialNumber())

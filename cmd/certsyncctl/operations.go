@@ -56,6 +56,34 @@ func reregisterCommand() *command {
 	}
 }
 
+// untilPersonOrDone polls an operation until it is done or one of its steps
+// waits for a person's confirmation (manual registry), or total passes.
+func untilPersonOrDone(ctx context.Context, c certsyncv1.CertSyncServiceClient, op *certsyncv1.Operation, total time.Duration) (*certsyncv1.Operation, error) {
+	deadline := time.Now().Add(total)
+	for !op.GetDone() && !awaitsPerson(op) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		r, err := c.GetOperation(ctx, &certsyncv1.GetOperationRequest{Name: op.GetName()})
+		if err != nil {
+			return nil, err
+		}
+		op = r.GetOperation()
+	}
+	return op, nil
+}
+
+func awaitsPerson(op *certsyncv1.Operation) bool {
+	for _, s := range op.GetSteps() {
+		if s.GetState() == certsyncv1.StepState_STEP_STATE_AWAITING_CONFIRMATION && s.GetInstruction() != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // waitOperation calls WaitOperation until the operation is done or total
 // passes; each call stays short so that proxies do not cut it.
 func waitOperation(ctx context.Context, c certsyncv1.CertSyncServiceClient, name string, total time.Duration) (*certsyncv1.Operation, error) {
@@ -188,23 +216,33 @@ func operationsCommand() *command {
 
 func operationCommand() *command {
 	var certFile string
-	var force bool
+	var force, wait bool
+	var waitFor time.Duration
 	return &command{
 		name: "operation", args: "ID", summary: "show one operation and its steps (--write-certificate FILE: save the certificate a manual upload step waits for)",
 		minArgs: 1, maxArgs: 1,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&certFile, "write-certificate", "", "save the certificate to upload (step awaiting confirmation) to this file, PEM")
 			fs.BoolVar(&force, "force", false, "with --write-certificate: replace an existing file")
+			fs.BoolVar(&wait, "wait", false, "wait until the operation is done or a step waits for a person")
+			fs.DurationVar(&waitFor, "wait-timeout", 5*time.Minute, "how long --wait waits")
 		},
 		run: func(ctx context.Context, a *app, c certsyncv1.CertSyncServiceClient, args []string) int {
 			if force && certFile == "" {
 				return a.fail("operation: --force goes with --write-certificate FILE")
 			}
-			ctx, cancel := a.callCtx(ctx)
+			cctx, cancel := a.callCtx(ctx)
 			defer cancel()
-			resp, err := c.GetOperation(ctx, &certsyncv1.GetOperationRequest{Name: operationName(args[0])})
+			resp, err := c.GetOperation(cctx, &certsyncv1.GetOperationRequest{Name: operationName(args[0])})
 			if err != nil {
 				return a.rpcFailed(err)
+			}
+			if wait { // bounded by --wait-timeout, not by --timeout
+				op, err := untilPersonOrDone(ctx, c, resp.GetOperation(), waitFor)
+				if err != nil {
+					return a.rpcFailed(err)
+				}
+				resp.Operation = op
 			}
 			if certFile != "" {
 				if err := a.writeCertificate(resp.GetOperation(), certFile, force); err != nil {

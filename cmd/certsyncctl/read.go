@@ -40,6 +40,9 @@ func writeComparison(w io.Writer, r *certsyncv1.CompareFingerprintsResponse) {
 		case t.GetCandidate():
 			role = "mapping (candidate, differs from IPS)"
 		}
+		if t.GetSource() == certsyncv1.EvidenceSource_EVIDENCE_SOURCE_PERSON {
+			role += ", as a person recorded it"
+		}
 		fmt.Fprintf(w, "\nSF %s %s:\n", role, t.GetId())
 		fmt.Fprintf(w, "  %-14s %s\n", "Configuration:", t.GetConfigurationName())
 		fmt.Fprintf(w, "  %-14s %s\n", "Integration:", t.GetIntegrationName())
