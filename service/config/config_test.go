@@ -225,6 +225,15 @@ func TestValidateRules(t *testing.T) {
 		{"company id with newline", func(c *config.Config) { c.Connections[0].SF.CompanyID = "ACME\r\nX-Injected: 1" }, []want{errorAt(c0+"sf.company_id", "spaces or control")}},
 		{"company id too long", func(c *config.Config) { c.Connections[0].SF.CompanyID = strings.Repeat("C", 101) }, []want{errorAt(c0+"sf.company_id", "longer than 100")}},
 
+		// A manual registry needs a person for every change.
+		{"manual registry with automatic remediation", func(c *config.Config) {
+			c.Connections[0].Registry = config.Registry{Driver: "manual", IntegrationName: config.DefaultIntegrationName}
+			c.Connections[0].AutoRemediation = config.AutoRemediation{Enabled: true}
+		}, []want{errorAt(c0+"auto_remediation.enabled", "manual registry", "person")}},
+		{"manual registry", func(c *config.Config) {
+			c.Connections[0].Registry = config.Registry{Driver: "manual", IntegrationName: config.DefaultIntegrationName}
+		}, nil},
+
 		// files.
 		{"source file missing", func(c *config.Config) { c.Connections[0].Source.File = filepath.Join(f.dir, "nope.crt") }, []want{errorAt(c0+"source.file", "cannot read", "nope.crt")}},
 		{"source file not a certificate", func(c *config.Config) { c.Connections[0].Source.File = f.txt }, []want{errorAt(c0+"source.file", "notes.txt")}},

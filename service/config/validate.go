@@ -234,6 +234,11 @@ func validateConnection(cn *Connection, field string) Problems {
 		add(Error, "registry.driver", "%q is not one of http, manual", cn.Registry.Driver)
 	}
 	checkCAFile(cn.Registry.CAFile, func(format string, args ...any) { add(Error, "registry.ca_file", format, args...) })
+	if cn.Registry.Driver == "manual" && cn.AutoRemediation.Enabled {
+		// Every change of a manual registry is a person's: an automatic
+		// re-registration would only open a request nobody asked for.
+		add(Error, "auto_remediation.enabled", "a manual registry needs a person for every change in SF, so certsync cannot remediate on its own: turn auto_remediation off, or use the http driver")
+	}
 	if cn.Registry.IntegrationName != DefaultIntegrationName {
 		add(Warning, "registry.integration_name", "%q is not %q; SF answers 403 to IPS unless the mapping's integration name is %q (KBA 3417151)", cn.Registry.IntegrationName, DefaultIntegrationName, DefaultIntegrationName)
 	}
