@@ -126,7 +126,7 @@ func (h *manualHarness) confirm(t *testing.T, name string, k certsyncv1.StepKind
 
 func (h *manualHarness) gate(t *testing.T, conn string) *certsyncv1.CheckGateResponse {
 	t.Helper()
-	r, err := h.client.CheckGate(ctx(t), &certsyncv1.CheckGateRequest{Name: "connections/" + conn})
+	r, err := h.client.CheckGate(ctx(t), &certsyncv1.CheckGateRequest{Name: "connections/" + conn, View: certsyncv1.GateView_GATE_VIEW_FULL})
 	must(t, err)
 	return r
 }
@@ -429,3 +429,92 @@ func TestRecordTargetMappingRefusals(t *testing.T) {
 func x509Sum(c *x509.Certificate) string { return x509cert.Summarize(c).SHA256 }
 
 func x509SHA1(c *x509.Certificate) string { return x509cert.Summarize(c).SHA1 }
+
+// TestSeparateProbeIdentityTakesReadJobs: with probe.identity separate the
+// probe proves the platform only, so the gate waits for IPS's own evidence;
+// a READ job started through certsync (and recorded in the store) is that
+// evidence: failing with AUTH0032 it denies, succeeding it allows.
+func TestSeparateProbeIdentityTakesReadJobs(t *testing.T) {
+	separate := func(c *config.Connection) { c.Probe.Identity = "separate" }
+	// The sandbox's probes hold IPS's own key pair; declared separate, the
+	// gate may not take their success for IPS's mapping.
+	h := newHarnessWithEdit(t, separate, "demo-healthy", "demo-desync")
+
+	v := h.gate(t, "demo-healthy")
+	if v.GetDecision() != certsyncv1.GateDecision_GATE_DECISION_INCONCLUSIVE || !hasCondition(v, "IpsMappingAuthenticates", "NoIpsMappingEvidence") {
+		t.Fatalf("before any job: %v %s", v.GetDecision(), v.GetSummary())
+	}
+	// The gate does not allow, so starting a job needs force and a reason.
+	job, err := h.client.StartProvisioningJob(ctx(t), &certsyncv1.StartProvisioningJobRequest{Name: "demo-healthy", Force: true, Reason: "prove IPS's mapping"})
+	must(t, err)
+	v = h.gateSettled(t, "demo-healthy")
+	if v.GetDecision() != certsyncv1.GateDecision_GATE_DECISION_ALLOW || !hasCondition(v, "IpsMappingAuthenticates", "ReadJobSucceeded") {
+		t.Fatalf("after READ job %s: %v %s %v", job.GetJob().GetJobId(), v.GetDecision(), v.GetSummary(), v.GetConditions())
+	}
+
+	// demo-desync: the job fails with AUTH0032 (the seed); the gate denies
+	// on it, although the separate probe cannot say so.
+	_, err = h.client.StartProvisioningJob(ctx(t), &certsyncv1.StartProvisioningJobRequest{Name: "demo-desync", Force: true, Reason: "look at IPS's own mapping"})
+	must(t, err)
+	v = h.gateSettled(t, "demo-desync")
+	if v.GetDecision() != certsyncv1.GateDecision_GATE_DECISION_DENY || !hasCondition(v, "IpsMappingAuthenticates", "ReadJobFailed") {
+		t.Fatalf("after a failing READ job: %v %s %v", v.GetDecision(), v.GetSummary(), v.GetConditions())
+	}
+}
+
+// newHarnessWithEdit serves the sandbox's demo connections (http registry)
+// with edit applied to the ones named, on a store, with the gate reading
+// IPS jobs from it.
+func newHarnessWithEdit(t *testing.T, edit func(*config.Connection), ids ...string) *manualHarness {
+	t.Helper()
+	sb, err := sandbox.New(sandbox.Options{Addr: "127.0.0.1:0"})
+	must(t, err)
+	must(t, sb.Start())
+	t.Cleanup(func() { sb.Close() })
+	conns, err := sb.WriteFiles(t.TempDir())
+	must(t, err)
+	for i := range conns {
+		for _, id := range ids {
+			if conns[i].ID == id {
+				edit(&conns[i])
+			}
+		}
+	}
+	st, err := store.Open(context.Background(), "", t.TempDir())
+	must(t, err)
+	t.Cleanup(func() { st.Close() })
+	mh := &manualHarness{sb: sb, st: st}
+	mh.harness = newHarnessFull(t, conns, inventory.Options{ProbeTimeout: 5 * time.Second, Store: st}, func(inv *inventory.Inventory) service.Options {
+		g := gate.New(gate.Options{Inventory: inv, Jobs: &ipsjobs.Tracker{Store: st}})
+		t.Cleanup(g.Close)
+		return service.Options{Gate: g, Store: st}
+	})
+	return mh
+}
+
+// gateSettled asks the gate for fresh evidence, again after retry_after
+// while the evidence budget holds the answer back, as a scheduler would.
+func (h *manualHarness) gateSettled(t *testing.T, conn string) *certsyncv1.CheckGateResponse {
+	t.Helper()
+	ask := func() *certsyncv1.CheckGateResponse {
+		r, err := h.client.CheckGate(ctx(t), &certsyncv1.CheckGateRequest{Name: "connections/" + conn, MaxEvidenceAge: durationpb.New(time.Millisecond),
+			View: certsyncv1.GateView_GATE_VIEW_FULL})
+		must(t, err)
+		return r
+	}
+	v := ask()
+	for i := 0; i < 20 && hasCondition(v, "EvidenceFresh", ""); i++ {
+		time.Sleep(min(v.GetRetryAfter().AsDuration(), 500*time.Millisecond))
+		v = ask()
+	}
+	return v
+}
+
+func hasCondition(v *certsyncv1.CheckGateResponse, typ, reason string) bool {
+	for _, c := range v.GetConditions() {
+		if c.GetType() == typ && (reason == "" || c.GetReason() == reason) {
+			return true
+		}
+	}
+	return false
+}
