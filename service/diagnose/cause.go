@@ -49,6 +49,17 @@ func (c Cause) String() string {
 	return "Cause(" + strconv.Itoa(int(c)) + ")"
 }
 
+// ParseCause reads back a cause's name as String writes it; an unknown
+// name is CauseUnspecified.
+func ParseCause(name string) Cause {
+	for c := range Cause(len(causeNames)) {
+		if c != CauseUnspecified && causeNames[c] == name {
+			return c
+		}
+	}
+	return CauseUnspecified
+}
+
 // Transient reports whether the cause is an outage rather than a fault in the
 // configuration: DOMAIN.md says never to remediate on those.
 func (c Cause) Transient() bool {

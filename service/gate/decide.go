@@ -356,7 +356,10 @@ func (d *decider) recentJob() *store.JobRecord {
 	if job == nil || !job.Done || job.EndTime.IsZero() {
 		return nil
 	}
-	if last := d.ev.LastReregistration; last != nil && job.EndTime.Before(last.Ended) {
+	// A job speaks for the mapping SF holds since the last change: the one
+	// that verified that change, or one started after it ended (a job
+	// started before a delete may end after the new upload).
+	if last := d.ev.LastReregistration; last != nil && (job.Operation == "" || job.Operation != last.ID) && job.StartTime.Before(last.Ended) {
 		return nil
 	}
 	if d.ev.CheckedAt.Sub(job.EndTime) > d.p.JobMaxAge {
@@ -551,15 +554,10 @@ func (d *decider) ipsMapping(separate bool) {
 
 // jobCause is the diagnosed cause of a failed job.
 func jobCause(job *store.JobRecord) diagnose.Cause {
-	if job == nil || job.Succeeded || job.Cause == "" {
+	if job == nil || job.Succeeded {
 		return diagnose.CauseUnspecified
 	}
-	for c := diagnose.CauseInvalidClientCertificate; c <= diagnose.CauseUnrecognizedResponse; c++ {
-		if c.String() == job.Cause {
-			return c
-		}
-	}
-	return diagnose.CauseUnspecified
+	return diagnose.ParseCause(job.Cause)
 }
 
 func (d *decider) operations() {

@@ -274,6 +274,30 @@ func TestDecide(t *testing.T) {
 			ev.LastReregistration = &Reregistration{State: "SUCCEEDED", Ended: t0.Add(-2 * time.Hour)}
 		}, Policy{},
 			want{Allow, TypeIpsMappingAuthenticates, "ReadJobSucceeded", True, Info, "-", false}},
+		// The job that verified the last re-registration ran inside it:
+		// it speaks for the mapping that re-registration left.
+		{"separate identity with the READ job that verified the last re-registration", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-time.Hour), true, "")
+			ev.IPSJob.Operation = "op-7"
+			ev.LastReregistration = &Reregistration{ID: "op-7", State: "SUCCEEDED", Ended: t0.Add(-time.Hour + time.Millisecond)}
+		}, Policy{},
+			want{Allow, TypeIpsMappingAuthenticates, "ReadJobSucceeded", True, Info, "-", false}},
+		// A job started before the last change ran, in part, against the
+		// mapping it replaced: it proves nothing about the new one.
+		{"separate identity with a READ job that started before the last re-registration ended", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-time.Hour), true, "")
+			ev.LastReregistration = &Reregistration{ID: "op-7", State: "SUCCEEDED", Ended: t0.Add(-time.Hour - time.Minute)}
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+		{"separate identity with the READ job of an older re-registration", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-time.Hour), true, "")
+			ev.IPSJob.Operation = "op-6"
+			ev.LastReregistration = &Reregistration{ID: "op-7", State: "FAILED", Ended: t0.Add(-time.Hour + time.Millisecond)}
+		}, Policy{},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
 		{"separate identity with a READ job still running", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(time.Time{}, false, "")

@@ -67,6 +67,8 @@ type Evidence struct {
 
 // Reregistration is how a finished re-registration ended.
 type Reregistration struct {
+	// ID is the operation's id.
+	ID string
 	// State is "SUCCEEDED", "FAILED", "ROLLED_BACK" or "CANCELLED".
 	State string
 	Ended time.Time
@@ -122,8 +124,8 @@ func (g *Gate) collect(ctx context.Context, c *inventory.Connection, start time.
 		if id, ok := ops.Running(ctx, c.Config.ID); ok {
 			ev.Running = id
 		}
-		if state, ended, ok := ops.LastReregistration(ctx, c.Config.ID); ok {
-			ev.LastReregistration = &Reregistration{State: state, Ended: ended}
+		if id, state, ended, ok := ops.LastReregistration(ctx, c.Config.ID); ok {
+			ev.LastReregistration = &Reregistration{ID: id, State: state, Ended: ended}
 		}
 	}
 	if c.Config.Probe.Identity == "separate" && g.o.Jobs != nil {

@@ -23,10 +23,10 @@ type Operations interface {
 	// Running returns the id of a running re-registration of the
 	// connection, if any.
 	Running(ctx context.Context, connID string) (opID string, running bool)
-	// LastReregistration returns the final state ("SUCCEEDED", "FAILED",
-	// "ROLLED_BACK", "CANCELLED") and end time of the connection's latest
-	// finished re-registration.
-	LastReregistration(ctx context.Context, connID string) (state string, ended time.Time, ok bool)
+	// LastReregistration returns the operation id, final state
+	// ("SUCCEEDED", "FAILED", "ROLLED_BACK", "CANCELLED") and end time of
+	// the connection's latest finished re-registration.
+	LastReregistration(ctx context.Context, connID string) (opID, state string, ended time.Time, ok bool)
 }
 
 // Locker lets several replicas share the background refresh: the replica

@@ -475,13 +475,13 @@ func (o *fakeOps) Running(context.Context, string) (string, bool) {
 	return o.running, o.running != ""
 }
 
-func (o *fakeOps) LastReregistration(context.Context, string) (string, time.Time, bool) {
+func (o *fakeOps) LastReregistration(context.Context, string) (string, string, time.Time, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.last == nil {
-		return "", time.Time{}, false
+		return "", "", time.Time{}, false
 	}
-	return o.last.State, o.last.Ended, true
+	return o.last.ID, o.last.State, o.last.Ended, true
 }
 
 func (o *fakeOps) set(id string) {

@@ -37,7 +37,16 @@ type Tracker struct {
 	Store Store
 	Now   func() time.Time
 	Log   *slog.Logger
+	// RefreshEvery is the least time between two looks at a running job
+	// (each one a call to IPS, or a log export where IPS reports no
+	// status); 0 means DefaultRefreshEvery.
+	RefreshEvery time.Duration
 }
+
+// DefaultRefreshEvery paces the looks at a running job: the gate may gather
+// evidence every second, IPS's API is rate limited, and a READ job takes
+// minutes.
+const DefaultRefreshEvery = 30 * time.Second
 
 func (t *Tracker) now() time.Time {
 	if t.Now != nil {
@@ -88,8 +97,8 @@ func (t *Tracker) Refresh(ctx context.Context, client Client, connection, jobID 
 }
 
 // LatestRead returns the connection's newest READ job, asking IPS first
-// when it had not finished (client may be nil: then as recorded). Nil when
-// certsync knows of none.
+// when it had not finished and was not looked at for RefreshEvery (client
+// may be nil: then as recorded). Nil when certsync knows of none.
 func (t *Tracker) LatestRead(ctx context.Context, client Client, connection string) (*store.JobRecord, error) {
 	recs, err := t.Store.LatestJobs(ctx, connection, 20)
 	if err != nil {
@@ -99,9 +108,15 @@ func (t *Tracker) LatestRead(ctx context.Context, client Client, connection stri
 		if r.Type != "READ" && r.Type != "" {
 			continue
 		}
-		if !r.Done && client != nil {
-			if fresh, err := t.Refresh(ctx, client, connection, r.JobID); err == nil {
-				return fresh, nil
+		every := t.RefreshEvery
+		if every <= 0 {
+			every = DefaultRefreshEvery
+		}
+		// A job not looked at since it started is asked about at once.
+		fresh := !r.UpdateTime.After(r.StartTime)
+		if !r.Done && client != nil && (fresh || t.now().Sub(r.UpdateTime) >= every) {
+			if looked, err := t.Refresh(ctx, client, connection, r.JobID); err == nil {
+				return looked, nil
 			}
 		}
 		return r, nil

@@ -98,8 +98,14 @@ func TestLatestReadAsksIPSWhileTheJobRuns(t *testing.T) {
 	if err != nil || got.JobID != "j1" || got.Done {
 		t.Fatalf("running job: %+v %v", got, err)
 	}
-	// It ends with AUTH0032: the next look records and diagnoses it.
+	// Looked at a moment ago: not asked again yet.
+	asked := len(client.asked)
 	client.status["j1"] = ips.Job{ID: "j1", Status: ips.StatusFinishedWithError}
+	if got, err := tr.LatestRead(ctx, client, "c"); err != nil || got.Done || len(client.asked) != asked {
+		t.Fatalf("asked IPS again within RefreshEvery: %v %+v %v", client.asked, got, err)
+	}
+	// It ended with AUTH0032: the next look records and diagnoses it.
+	now = now.Add(DefaultRefreshEvery)
 	got, err = tr.LatestRead(ctx, client, "c")
 	if err != nil || !got.Done || got.Succeeded || got.Cause != "InvalidClientCertificate" || !got.EndTime.Equal(now) {
 		t.Fatalf("failed job: %+v %v", got, err)
@@ -109,7 +115,8 @@ func TestLatestReadAsksIPSWhileTheJobRuns(t *testing.T) {
 		t.Fatalf("stored: %+v %v", stored, err)
 	}
 	// A finished job is not asked about again.
-	asked := len(client.asked)
+	now = now.Add(time.Hour)
+	asked = len(client.asked)
 	if _, err := tr.LatestRead(ctx, client, "c"); err != nil || len(client.asked) != asked {
 		t.Fatalf("asked IPS again about a finished job: %v %v", client.asked, err)
 	}

@@ -76,6 +76,7 @@ type Manager struct {
 
 	mu      sync.Mutex
 	running map[string]bool            // operation ids run by this replica
+	parked  map[string]bool            // of those, the ones waiting for a person
 	waiters map[string][]chan struct{} // operation id -> woken on change
 
 	// unfinished caches the store's unfinished operations by connection,
@@ -125,16 +126,18 @@ func New(o Options) *Manager {
 		o.Replica = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomID()[:6])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{o: o, log: o.Logger, ctx: ctx, cancel: cancel, running: map[string]bool{}, waiters: map[string][]chan struct{}{}}
+	return &Manager{o: o, log: o.Logger, ctx: ctx, cancel: cancel, running: map[string]bool{}, parked: map[string]bool{}, waiters: map[string][]chan struct{}{}}
 }
 
-// Drain waits until no operation runs here, or ctx ends.
+// Drain waits until no operation runs here, or ctx ends. Operations that
+// wait for a person (possibly for hours) do not hold a shutdown back: their
+// wait is journaled, and Close hands them over at once.
 func (m *Manager) Drain(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		m.mu.Lock()
-		n := len(m.running)
+		n := len(m.running) - len(m.parked)
 		m.mu.Unlock()
 		if n == 0 {
 			return
@@ -387,17 +390,17 @@ func (m *Manager) noteChange() {
 
 // LastReregistration implements gate.Operations: the latest finished,
 // real (not validate-only) operation of the connection.
-func (m *Manager) LastReregistration(ctx context.Context, connID string) (string, time.Time, bool) {
+func (m *Manager) LastReregistration(ctx context.Context, connID string) (string, string, time.Time, bool) {
 	ops, _, err := m.o.Store.ListOperations(ctx, store.ListFilter{Connection: connID, PageSize: 20})
 	if err != nil {
-		return "", time.Time{}, false
+		return "", "", time.Time{}, false
 	}
 	for _, op := range ops {
 		if op.Done() && !op.ValidateOnly {
-			return string(op.State), op.EndTime, true
+			return op.ID, string(op.State), op.EndTime, true
 		}
 	}
-	return "", time.Time{}, false
+	return "", "", time.Time{}, false
 }
 
 // lockKeys are what a change touches: the SF company and the mapping key

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certsync/certsync/service/diagnose"
 	"github.com/certsync/certsync/service/fault"
 	"github.com/certsync/certsync/service/inventory"
 	"github.com/certsync/certsync/service/ips"
@@ -42,7 +43,9 @@ const instructionIntro = "In SuccessFactors, open Admin Center > Security Center
 
 func deleteInstruction(op *store.Operation, source *x509.Certificate) *store.Instruction {
 	sum := x509cert.Summarize(source)
-	in := &store.Instruction{SHA256: sum.SHA256}
+	// The fingerprint is the old mapping's, when known: the person looks
+	// for that one, not for IPS's new certificate.
+	in := &store.Instruction{}
 	var b strings.Builder
 	b.WriteString(instructionIntro + "\n")
 	if bk := op.Backup; bk != nil {
@@ -109,20 +112,12 @@ func (r *run) executeManual(c *inventory.Connection, source *x509.Certificate) e
 		if !ok || err != nil {
 			return err
 		}
-		// SF shows no mapping for IPS now: the gate must not take the old
-		// record for the truth while the upload is pending.
-		s := r.step(store.StepDeleteMapping)
-		r.record(&store.TargetRecord{Absent: true, RecordedBy: s.ConfirmedBy, Note: "deleted in SF (confirmed step of operations/" + r.op.ID + ")"})
 	}
 	if s := r.step(store.StepUploadCertificate); s.State != store.StepSucceeded {
 		ok, err := r.await(store.StepUploadCertificate, uploadInstruction(r.op, source))
 		if !ok || err != nil {
 			return err
 		}
-		s := r.step(store.StepUploadCertificate)
-		u := r.op.Upload
-		r.record(&store.TargetRecord{ConfigurationName: u.ConfigurationName, IntegrationName: u.IntegrationName, LoginName: u.LoginName,
-			DER: source.Raw, RecordedBy: s.ConfirmedBy, Note: "uploaded in SF (confirmed step of operations/" + r.op.ID + ")"})
 	}
 	if s := r.step(store.StepVerifyReadback); s.State == store.StepPending || s.State == store.StepRunning {
 		// Confirm sets it when the person read the fingerprint back.
@@ -161,6 +156,8 @@ func (r *run) await(kind store.StepKind, in *store.Instruction) (bool, error) {
 		r.m.log.Info("operation waits for a person", "operation", r.op.ID, "connection", r.op.Connection, "step", string(kind))
 	}
 	cancelNoted := false
+	r.m.setParked(r.op.ID, true)
+	defer r.m.setParked(r.op.ID, false)
 	for {
 		ch := r.m.subscribe(r.op.ID)
 		fresh, err := r.m.o.Store.GetOperation(r.ctx, r.op.ID)
@@ -187,8 +184,12 @@ func (r *run) await(kind store.StepKind, in *store.Instruction) (bool, error) {
 			if kind == store.StepDeleteMapping {
 				r.m.unsubscribe(r.op.ID, ch)
 				s.State, s.EndTime, s.Message = store.StepSkipped, r.m.o.Now(), "cancelled while waiting for the delete"
-				return false, r.done(store.StateCancelled, nil, "cancelled while waiting for the delete to be confirmed: "+r.op.CancelReason+
-					"; if the mapping was deleted in SF anyway, upload IPS's certificate again (the upload step's instruction says how)")
+				ok, err := r.doneUnlessChanged(store.StateCancelled, nil, "cancelled while waiting for the delete to be confirmed: "+r.op.CancelReason+
+					"; if the mapping was deleted in SF anyway, request a new re-registration: it guides the upload")
+				if ok || err != nil {
+					return false, err
+				}
+				continue // changed meanwhile (a confirmation?): look again
 			}
 			if !cancelNoted {
 				// A confirmed delete is never left without its upload.
@@ -205,7 +206,11 @@ func (r *run) await(kind store.StepKind, in *store.Instruction) (bool, error) {
 		left := s.Deadline.Sub(r.m.o.Now())
 		if left <= 0 {
 			r.m.unsubscribe(r.op.ID, ch)
-			return false, r.timedOut(kind)
+			ok, err := r.timedOut(kind)
+			if ok || err != nil {
+				return false, err
+			}
+			continue // changed meanwhile (a confirmation?): look again
 		}
 		poll := time.NewTimer(min(left, time.Second))
 		select {
@@ -221,8 +226,19 @@ func (r *run) await(kind store.StepKind, in *store.Instruction) (bool, error) {
 	}
 }
 
-// timedOut ends an operation whose step nobody confirmed in time.
-func (r *run) timedOut(kind store.StepKind) error {
+func (m *Manager) setParked(id string, parked bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if parked {
+		m.parked[id] = true
+	} else {
+		delete(m.parked, id)
+	}
+}
+
+// timedOut ends an operation whose step nobody confirmed in time, unless
+// it changed meanwhile (false).
+func (r *run) timedOut(kind store.StepKind) (bool, error) {
 	s := r.step(kind)
 	s.State, s.EndTime = store.StepFailed, r.m.o.Now()
 	s.Message = "nobody confirmed this step by " + s.Deadline.UTC().Format(time.RFC3339)
@@ -230,21 +246,8 @@ func (r *run) timedOut(kind store.StepKind) error {
 	if kind != store.StepDeleteMapping {
 		msg = "the delete was confirmed but nobody confirmed the upload in time: SF may have no mapping for IPS, and every job fails until IPS's certificate is uploaded (request a new re-registration for the instructions)"
 	}
-	return r.done(store.StateFailed, &store.OperationError{Code: "DEADLINE_EXCEEDED", Reason: "CONFIRMATION_TIMEOUT", Message: msg,
+	return r.doneUnlessChanged(store.StateFailed, &store.OperationError{Code: "DEADLINE_EXCEEDED", Reason: "CONFIRMATION_TIMEOUT", Message: msg,
 		Metadata: map[string]string{"step": string(kind), "deadline": s.Deadline.UTC().Format(time.RFC3339)}}, "")
-}
-
-// record keeps what a confirmed step says SF now shows. A record lost to a
-// crash is only evidence lost: the operation's journal is what counts.
-func (r *run) record(rec *store.TargetRecord) {
-	rec.Connection, rec.Operation = r.op.Connection, r.op.ID
-	if len(rec.DER) > 0 {
-		sha1Sum, sha256Sum := sha1.Sum(rec.DER), sha256.Sum256(rec.DER)
-		rec.SHA1, rec.SHA256 = hex.EncodeToString(sha1Sum[:]), hex.EncodeToString(sha256Sum[:])
-	}
-	if _, err := r.m.o.Store.RecordTarget(context.WithoutCancel(r.ctx), rec, nil); err != nil {
-		r.m.log.Warn("record what a confirmed step says SF shows", "operation", r.op.ID, "err", err)
-	}
 }
 
 // probeOnly runs the probe step of a manual operation; false when the
@@ -261,28 +264,51 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 		s := r.step(store.StepVerifyJob)
 		s.State, s.EndTime = store.StepSkipped, r.m.o.Now()
 		s.Message = "IPS's Tenant Admin API is not configured (ips.base_url): no READ job verified the mapping; the probe did"
+		if c.Config.Probe.Identity == "separate" {
+			s.Message = "IPS's Tenant Admin API is not configured (ips.base_url): no READ job verified IPS's own mapping, and the probe uses a separate identity, so it proved SF's host, company id and platform only; run a READ job in IPS to be sure"
+		}
 		return r.done(store.StateSucceeded, nil, "")
 	}
 	if err := r.begin(store.StepVerifyJob, "starting an IPS READ job"); err != nil {
 		return err
 	}
-	job, err := r.startJob(c)
-	if err != nil {
-		return err
-	}
-	if job.ID == "" {
-		return nil // the operation ended
-	}
 	tracker := r.tracker()
-	rec := tracker.Started(r.ctx, r.op.Connection, job, "READ", "certsync (operations/"+r.op.ID+")", r.op.ID)
-	r.step(store.StepVerifyJob).Message = "IPS READ job " + job.ID + " started"
-	if err := r.save(); err != nil {
-		return err
+	// A recovered run resumes the job it started, rather than a second
+	// one that IPS may refuse while the first runs.
+	var rec *store.JobRecord
+	if recs, err := r.m.o.Store.LatestJobs(r.ctx, r.op.Connection, 20); err == nil {
+		for _, j := range recs {
+			if j.Operation == r.op.ID && j.Type == "READ" {
+				rec = j
+				break
+			}
+		}
+	}
+	job := ips.Job{}
+	if rec != nil {
+		job = ips.Job{ID: rec.JobID, Status: rec.Status}
+	} else {
+		var err error
+		if job, err = r.startJob(c); err != nil {
+			return err
+		}
+		if job.ID == "" {
+			return nil // the operation ended
+		}
+		rec = tracker.Started(r.ctx, r.op.Connection, job, "READ", "certsync (operations/"+r.op.ID+")", r.op.ID)
+		r.step(store.StepVerifyJob).Message = "IPS READ job " + job.ID + " started"
+		if err := r.save(); err != nil {
+			return err
+		}
 	}
 	deadline := r.m.o.Now().Add(r.m.o.JobTimeout)
 	client := c.IPS
+	noStatus := false // IPS serves no job status: the log is all there is
 	for !job.Done() {
 		if !r.m.o.Now().Before(deadline) {
+			if noStatus {
+				return r.jobUnverified(job.ID, fmt.Sprintf("IPS does not report how jobs stand, and READ job %s's log showed no failing call within %s; the probe verified the mapping, look at the job in IPS to be sure", job.ID, r.m.o.JobTimeout))
+			}
 			msg := fmt.Sprintf("IPS READ job %s did not finish within %s (last status %q); look at it in IPS", job.ID, r.m.o.JobTimeout, job.Status)
 			return r.failJob(msg, "JOB_TIMEOUT", job.ID, "")
 		}
@@ -291,11 +317,22 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 			return errHandOver
 		case <-time.After(r.m.o.JobPollInterval):
 		}
+		if noStatus {
+			// A log with a failing call is a failed job; a clean one says
+			// nothing yet.
+			fresh, err := tracker.Refresh(r.ctx, client, r.op.Connection, job.ID)
+			if err == nil && fresh.Done {
+				job = ips.Job{ID: job.ID, Status: fresh.Status}
+			}
+			continue
+		}
 		next, err := client.JobStatus(r.ctx, job.ID)
 		switch {
-		case errors.Is(err, ips.ErrStatusUnsupported):
-			// No status endpoint: the log tells how the job went.
-			return r.judgeJobLog(client, rec, job)
+		case errors.Is(err, ips.ErrStatusUnsupported), errors.Is(err, ips.ErrJobNotFound):
+			// GET .../jobs/{id} is certsync's assumption, not IPS's
+			// documented API: without it, read the log instead.
+			noStatus = true
+			continue
 		case err != nil:
 			var e *ips.Error
 			if errors.As(err, &e) && e.Transient {
@@ -306,6 +343,16 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 		job = next
 	}
 	return r.judgeJobLog(client, rec, job)
+}
+
+// jobUnverified ends a manual operation whose READ job could not be judged:
+// the person's steps and the probe stand, so it succeeds, and the step says
+// what was not verified.
+func (r *run) jobUnverified(jobID, msg string) error {
+	if err := r.end(store.StepVerifyJob, store.StepSkipped, msg); err != nil {
+		return err
+	}
+	return r.done(store.StateSucceeded, nil, "READ job "+jobID+" was not verified: "+msg)
 }
 
 // startJob starts the READ job, retrying what IPS asks to retry (429) within
@@ -349,7 +396,13 @@ func (r *run) judgeJobLog(client *ips.Client, rec *store.JobRecord, job ips.Job)
 		}
 		return r.done(store.StateSucceeded, nil, "")
 	}
-	return r.failJob(rec.Summary+"; check sf.company.id, then escalate to LOD-SF-PLT-IAS (certsyncctl escalate)", "JOB_FAILED", job.ID, rec.Cause)
+	advice := "; check sf.company.id, then escalate to LOD-SF-PLT-IAS (certsyncctl escalate)"
+	if c := diagnose.ParseCause(rec.Cause); c.Transient() || c == diagnose.CauseUnspecified {
+		// An outage or an unexplained failure says nothing about the
+		// mapping: run the job again before escalating.
+		advice = "; this does not show a certificate problem: run the job again (certsyncctl start-job) before escalating"
+	}
+	return r.failJob(rec.Summary+advice, "JOB_FAILED", job.ID, rec.Cause)
 }
 
 func (r *run) tracker() *ipsjobs.Tracker {
@@ -460,7 +513,32 @@ func (m *Manager) Confirm(ctx context.Context, req ConfirmRequest) (*store.Opera
 		if err != nil {
 			return nil, err
 		}
+		m.recordConfirmed(ctx, op, req)
 		m.notify(op.ID)
 		return op, nil
+	}
+}
+
+// recordConfirmed keeps what a confirmed step says SF now shows, so that
+// compare and the gate see it whether or not a run is alive to go on. A
+// record lost to a crash is only evidence lost: the journal is what counts.
+func (m *Manager) recordConfirmed(ctx context.Context, op *store.Operation, req ConfirmRequest) {
+	rec := &store.TargetRecord{Connection: op.Connection, Operation: op.ID, RecordedBy: req.By}
+	switch req.Step {
+	case store.StepDeleteMapping:
+		// SF shows no mapping for IPS now: the old record is no longer
+		// the truth while the upload is pending.
+		rec.Absent, rec.Note = true, "deleted in SF (confirmed step of operations/"+op.ID+")"
+	case store.StepUploadCertificate:
+		u := op.Upload
+		rec.ConfigurationName, rec.IntegrationName, rec.LoginName = u.ConfigurationName, u.IntegrationName, u.LoginName
+		rec.DER, rec.Note = op.SourceCertificateDER, "uploaded in SF (confirmed step of operations/"+op.ID+")"
+		sha1Sum, sha256Sum := sha1.Sum(rec.DER), sha256.Sum256(rec.DER)
+		rec.SHA1, rec.SHA256 = hex.EncodeToString(sha1Sum[:]), hex.EncodeToString(sha256Sum[:])
+	default:
+		return
+	}
+	if _, err := m.o.Store.RecordTarget(context.WithoutCancel(ctx), rec, nil); err != nil {
+		m.log.Warn("record what a confirmed step says SF shows", "operation", op.ID, "err", err)
 	}
 }

@@ -198,6 +198,29 @@ func (r *run) done(state store.OperationState, e *store.OperationError, note str
 	if err := r.save(); err != nil {
 		return err
 	}
+	r.ended(state)
+	return nil
+}
+
+// doneUnlessChanged ends the operation only if nobody changed it since it
+// was read: a wait that times out or is cancelled must not overwrite a
+// person's confirmation that landed meanwhile. false: look again.
+func (r *run) doneUnlessChanged(state store.OperationState, e *store.OperationError, note string) (bool, error) {
+	r.m.finish(r.op, state, e, note)
+	r.op.UpdateTime = r.m.o.Now()
+	err := r.m.o.Store.UpdateOperation(context.WithoutCancel(r.ctx), r.op, nil)
+	if errors.Is(err, store.ErrConflict) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	r.ended(state)
+	return true, nil
+}
+
+// ended frees what a finished operation held and tells whoever waits.
+func (r *run) ended(state store.OperationState) {
 	// Free the connection before anyone waiting hears of the end, so that
 	// a new request right after is not refused as busy.
 	if r.stopLocks != nil {
@@ -207,7 +230,6 @@ func (r *run) done(state store.OperationState, e *store.OperationError, note str
 	r.m.noteChange()
 	r.m.notify(r.op.ID)
 	r.m.log.Info("operation ended", "operation", r.op.ID, "connection", r.op.Connection, "state", string(state))
-	return nil
 }
 
 // execute runs the remaining steps from the journal. It is the same code for

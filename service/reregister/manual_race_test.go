@@ -1,0 +1,307 @@
+package reregister_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certsync/certsync/service/config"
+	"github.com/certsync/certsync/service/inventory"
+	"github.com/certsync/certsync/service/registry"
+	"github.com/certsync/certsync/service/reregister"
+	"github.com/certsync/certsync/service/sandbox"
+	"github.com/certsync/certsync/service/store"
+)
+
+// hookStore runs hook once, just before the first update that ends an
+// operation: the moment a person's confirmation may race the runner.
+type hookStore struct {
+	store.Store
+	mu   sync.Mutex
+	hook func(op *store.Operation)
+}
+
+func (h *hookStore) UpdateOperation(ctx context.Context, op *store.Operation, a *store.AuditEvent) error {
+	h.mu.Lock()
+	f := h.hook
+	if f != nil && op.Done() {
+		h.hook = nil
+	} else {
+		f = nil
+	}
+	h.mu.Unlock()
+	if f != nil {
+		f(op)
+	}
+	return h.Store.UpdateOperation(ctx, op, a)
+}
+
+// env is demo-desync on the manual driver, its store wrapped in a
+// hookStore; statusUnsupported puts a proxy before IPS that answers 501 to
+// GET .../jobs/{id} (an IPS without the status endpoint certsync assumes).
+type env struct {
+	st    store.Store
+	hs    *hookStore
+	inv   *inventory.Inventory
+	hands registry.Driver
+	opts  reregister.Options
+}
+
+func setup(t *testing.T, statusUnsupported bool) *env {
+	ctx := context.Background()
+	sb, err := sandbox.New(sandbox.Options{Addr: "127.0.0.1:0"})
+	must(t, err)
+	must(t, sb.Start())
+	t.Cleanup(func() { sb.Close() })
+	dir := t.TempDir()
+	conns, err := sb.WriteFiles(dir)
+	must(t, err)
+	var hands registry.Driver
+	for i := range conns {
+		if c := &conns[i]; c.ID == "demo-desync" {
+			pool := x509.NewCertPool()
+			ca, err := os.ReadFile(c.Registry.CAFile)
+			must(t, err)
+			pool.AppendCertsFromPEM(ca)
+			hands, err = registry.NewHTTP(registry.HTTPConfig{BaseURL: c.Registry.URL, TokenFile: c.Registry.TokenFile, RootCAs: pool})
+			must(t, err)
+			c.Registry = config.Registry{Driver: "manual", IntegrationName: c.Registry.IntegrationName, LoginName: c.Registry.LoginName}
+			if statusUnsupported {
+				if c.IPS.BaseURL == "" {
+					t.Fatal("no ips base url in sandbox config")
+				}
+				target, _ := url.Parse(c.IPS.BaseURL)
+				rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
+				rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+				px := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/jobs/") {
+						w.WriteHeader(http.StatusNotImplemented)
+						return
+					}
+					rp.ServeHTTP(w, r)
+				}))
+				t.Cleanup(px.Close)
+				caf := filepath.Join(dir, "proxy-ca.pem")
+				must(t, os.WriteFile(caf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: px.Certificate().Raw}), 0o600))
+				c.IPS.CAFile = caf
+				c.IPS.BaseURL = strings.Replace(c.IPS.BaseURL, target.Host, strings.TrimPrefix(px.URL, "https://"), 1)
+			}
+		}
+	}
+	cfg := &config.Config{Connections: conns}
+	cfg.ApplyDefaults()
+	problems := cfg.Validate()
+	if errs := problems.Errors(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	st, err := store.Open(ctx, "", t.TempDir())
+	must(t, err)
+	t.Cleanup(func() { st.Close() })
+	inv, err := inventory.Build(cfg.Connections, problems, inventory.Options{ProbeTimeout: 5 * time.Second, Store: st})
+	must(t, err)
+	t.Cleanup(inv.Close)
+	hs := &hookStore{Store: st}
+	opts := reregister.Options{Store: hs, Inventory: inv, SettleWindow: 2 * time.Second, ProbeInterval: 200 * time.Millisecond,
+		JobPollInterval: 100 * time.Millisecond, LockTTL: time.Second}
+	return &env{st: st, hs: hs, inv: inv, hands: hands, opts: opts}
+}
+
+// uploadAsPerson performs the waiting upload step in the sandbox, as a
+// person would in SF's UI, from the step's instruction.
+func uploadAsPerson(t *testing.T, e *env, op *store.Operation) {
+	t.Helper()
+	var in *store.Instruction
+	for _, s := range op.Steps {
+		if s.Kind == store.StepUploadCertificate {
+			in = s.Instruction
+		}
+	}
+	if in == nil {
+		t.Fatalf("upload step without instruction: %+v", op.Steps)
+	}
+	cert, err := x509.ParseCertificate(in.CertificateDER)
+	must(t, err)
+	_, err = e.hands.Upload(context.Background(), registry.NewMapping{ConfigurationName: in.ConfigurationName, IntegrationName: in.IntegrationName, LoginName: in.LoginName, Certificate: cert})
+	must(t, err)
+}
+
+func deleteAsPerson(t *testing.T, e *env) {
+	t.Helper()
+	ms, err := e.hands.List(context.Background())
+	must(t, err)
+	must(t, e.hands.Delete(context.Background(), ms[0].ID))
+}
+
+func stepMessage(o *store.Operation, k store.StepKind) string {
+	for _, s := range o.Steps {
+		if s.Kind == k {
+			return s.Message
+		}
+	}
+	return ""
+}
+
+// A person confirms the delete just as a cancel request ends the wait: the
+// confirmation that was accepted wins, and the operation waits for the
+// upload rather than leave SF without a mapping.
+func TestManualConfirmRacesCancel(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, false)
+	m := reregister.New(e.opts)
+	t.Cleanup(m.Close)
+	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+	must(t, err)
+	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+	})
+	deleteAsPerson(t, e)
+	var confirmErr error
+	e.hs.mu.Lock()
+	e.hs.hook = func(*store.Operation) {
+		_, confirmErr = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+	}
+	e.hs.mu.Unlock()
+	_, err = m.Cancel(ctx, op.ID, "changed my mind", nil)
+	must(t, err)
+	if confirmErr != nil {
+		t.Fatalf("the confirmation was refused: %v", confirmErr)
+	}
+	got := waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return o.Done() || stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
+	})
+	if got.Done() || stepState(got, store.StepDeleteMapping) != store.StepSucceeded {
+		t.Fatalf("an accepted confirmation was dropped: %s, delete %s", got.State, stepState(got, store.StepDeleteMapping))
+	}
+	uploadAsPerson(t, e, got)
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
+	must(t, err)
+	final, err := m.Wait(ctx, op.ID, 20*time.Second)
+	must(t, err)
+	if final.State != store.StateCancelled || stepState(final, store.StepUploadCertificate) != store.StepSucceeded {
+		t.Fatalf("final %s, upload %s", final.State, stepState(final, store.StepUploadCertificate))
+	}
+}
+
+// The same race with the step's deadline: a confirmation accepted at the
+// deadline is not undone by the timeout.
+func TestManualConfirmRacesTimeout(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, false)
+	e.opts.ManualStepTimeout = time.Second
+	m := reregister.New(e.opts)
+	t.Cleanup(m.Close)
+	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+	must(t, err)
+	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+	})
+	var confirmErr error
+	e.hs.mu.Lock()
+	e.hs.hook = func(*store.Operation) {
+		_, confirmErr = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+	}
+	e.hs.mu.Unlock()
+	final, err := m.Wait(ctx, op.ID, 20*time.Second)
+	must(t, err)
+	if confirmErr != nil {
+		t.Fatalf("the confirmation was refused: %v", confirmErr)
+	}
+	// The delete stands; then nobody uploads, and the upload times out.
+	if stepState(final, store.StepDeleteMapping) != store.StepSucceeded || final.Error == nil || final.Error.Metadata["step"] != string(store.StepUploadCertificate) {
+		t.Fatalf("final %s, delete %s, error %+v", final.State, stepState(final, store.StepDeleteMapping), final.Error)
+	}
+}
+
+// An IPS without the job-status endpoint certsync assumes: the job is
+// judged by its log, and a clean log leaves the operation SUCCEEDED with
+// the job step saying it was not verified, never FAILED with advice to
+// escalate.
+func TestManualVerifyJobWithoutStatusEndpoint(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, true)
+	e.opts.JobTimeout = time.Second
+	m := reregister.New(e.opts)
+	t.Cleanup(m.Close)
+	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+	must(t, err)
+	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+	})
+	deleteAsPerson(t, e)
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+	must(t, err)
+	uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
+	}))
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
+	must(t, err)
+	final, err := m.Wait(ctx, op.ID, 20*time.Second)
+	must(t, err)
+	msg := stepMessage(final, store.StepVerifyJob)
+	if final.State != store.StateSucceeded || stepState(final, store.StepVerifyJob) != store.StepSkipped || !strings.Contains(msg, "does not report") {
+		t.Fatalf("final %s %+v, job step %s %q", final.State, final.Error, stepState(final, store.StepVerifyJob), msg)
+	}
+}
+
+// A confirmation made while no runner is alive (a restart, a lease not yet
+// expired) still records what SF shows: compare does not fall back to the
+// delete's "no mapping".
+func TestManualConfirmRecordsWithoutARunner(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, false)
+	first := reregister.New(e.opts)
+	op, err := first.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+	must(t, err)
+	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+	})
+	deleteAsPerson(t, e)
+	_, err = first.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+	must(t, err)
+	got := waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
+	})
+	first.Close()
+	uploadAsPerson(t, e, got)
+	second := reregister.New(e.opts)
+	t.Cleanup(second.Close)
+	_, err = second.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
+	must(t, err)
+	rec, err := e.st.LatestTargetRecord(ctx, "demo-desync")
+	must(t, err)
+	if rec.Absent || len(rec.DER) == 0 || rec.Operation != op.ID || rec.RecordedBy != "bob" {
+		t.Fatalf("latest record: %+v", rec)
+	}
+	c, _ := e.inv.Get("demo-desync")
+	if r := c.Read(ctx, time.Now(), 0); r.Comparison == nil || r.Comparison.Result.String() != "MATCH" {
+		t.Fatalf("compare after the confirmed upload: %+v", r)
+	}
+	// Recovery then finishes the operation.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		must(t, second.Recover(ctx))
+		o, err := e.st.GetOperation(ctx, op.ID)
+		must(t, err)
+		if o.Done() {
+			if o.State != store.StateSucceeded {
+				t.Fatalf("recovered operation: %s %+v", o.State, o.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never recovered: %s", o.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
