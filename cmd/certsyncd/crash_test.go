@@ -65,6 +65,9 @@ type sandboxState struct {
 			SHA256       string `json:"sha256"`
 			Synchronized bool   `json:"synchronized"`
 		} `json:"mappings"`
+		Counters struct {
+			IPSStartJob int `json:"ips_start_job"`
+		} `json:"counters"`
 	} `json:"connections"`
 }
 
