@@ -22,6 +22,7 @@ import (
 	"github.com/certsync/certsync/service/reregister"
 	"github.com/certsync/certsync/service/sandbox"
 	"github.com/certsync/certsync/service/store"
+	"github.com/certsync/certsync/service/testutil"
 )
 
 // hookStore runs hook once, just before the first update that ends an
@@ -303,5 +304,45 @@ func TestManualConfirmRecordsWithoutARunner(t *testing.T) {
 			t.Fatalf("never recovered: %s", o.State)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Two replicas on one PostgreSQL: the one that runs the operation hears of
+// the confirmations made through the other (it reads the store while it
+// waits), and the record they write is visible to both.
+func TestManualConfirmThroughAnotherReplica(t *testing.T) {
+	dsn := testutil.PostgresDatabase(t)
+	ctx := context.Background()
+	e := setup(t, false)
+	open := func() store.Store {
+		st, err := store.Open(ctx, dsn, "")
+		must(t, err)
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	optsA, optsB := e.opts, e.opts
+	optsA.Store, optsA.Replica = open(), "replica-a"
+	optsB.Store, optsB.Replica = open(), "replica-b"
+	a, b := reregister.New(optsA), reregister.New(optsB)
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+
+	op, err := a.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+	must(t, err)
+	waitFor(t, optsB.Store, op.ID, func(o *store.Operation) bool { return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation })
+	deleteAsPerson(t, e)
+	_, err = b.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+	must(t, err)
+	got := waitFor(t, optsB.Store, op.ID, func(o *store.Operation) bool { return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation })
+	uploadAsPerson(t, e, got)
+	_, err = b.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
+	must(t, err)
+	final, err := b.Wait(ctx, op.ID, 30*time.Second)
+	must(t, err)
+	if final.State != store.StateSucceeded {
+		t.Fatalf("final %s %+v", final.State, final.Error)
+	}
+	if got, err := optsA.Store.LatestTargetRecord(ctx, "demo-desync"); err != nil || got.Absent || got.RecordedBy != "bob" {
+		t.Fatalf("record: %+v %v", got, err)
 	}
 }
