@@ -329,11 +329,15 @@ func TestManualConfirmThroughAnotherReplica(t *testing.T) {
 
 	op, err := a.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
 	must(t, err)
-	waitFor(t, optsB.Store, op.ID, func(o *store.Operation) bool { return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation })
+	waitFor(t, optsB.Store, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+	})
 	deleteAsPerson(t, e)
 	_, err = b.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
 	must(t, err)
-	got := waitFor(t, optsB.Store, op.ID, func(o *store.Operation) bool { return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation })
+	got := waitFor(t, optsB.Store, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
+	})
 	uploadAsPerson(t, e, got)
 	_, err = b.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
 	must(t, err)
