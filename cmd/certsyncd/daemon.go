@@ -130,6 +130,9 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 		Store: d.st, Inventory: d.inv, Logger: log.With("component", "reregister"), Replica: replica,
 		SettleWindow: time.Duration(cfg.Server.SettleWindow), LockTTL: time.Duration(cfg.Server.LockTTL),
 		ManualStepTimeout: time.Duration(cfg.Server.ManualStepTimeout),
+		OnAwait: func(id string, step store.StepKind, awaiting bool) {
+			m.ManualStep(id, string(step), awaiting)
+		},
 		OnFinish: func(id, state string) {
 			m.Reregistration(id, state)
 			if d.gt != nil {

@@ -31,6 +31,7 @@ type Metrics struct {
 	reregistrations *prometheus.CounterVec
 	lastSuccess     *prometheus.GaugeVec
 	lastFailure     *prometheus.GaugeVec
+	manualAwaiting  *prometheus.GaugeVec
 }
 
 // Decisions in the order of the gate_decision gauge's values.
@@ -79,6 +80,10 @@ func New(version string) *Metrics {
 			Name: "certsync_last_failed_check_timestamp_seconds",
 			Help: "When the connection's evidence last showed a failure or could not be gathered.",
 		}, []string{"connection"}),
+		manualAwaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "certsync_manual_step_awaiting",
+			Help: "1 while a step of a manual re-registration waits for a person (DELETE_MAPPING, UPLOAD_CERTIFICATE), 0 otherwise.",
+		}, []string{"connection", "step"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "certsync_build_info",
@@ -86,7 +91,7 @@ func New(version string) *Metrics {
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(m.GRPC, m.notAfter, m.fingerprints, m.probes, m.probeLatency, m.gateDecisions, m.gateDecision,
-		m.reregistrations, m.lastSuccess, m.lastFailure, build,
+		m.reregistrations, m.lastSuccess, m.lastFailure, m.manualAwaiting, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -139,6 +144,16 @@ func (m *Metrics) GateDecision(conn, decision string) {
 		}
 		m.gateDecision.WithLabelValues(conn, d).Set(v)
 	}
+}
+
+// ManualStep says whether a manual re-registration's step waits for a
+// person: an upload waiting means SF has no mapping for IPS.
+func (m *Metrics) ManualStep(conn, step string, awaiting bool) {
+	v := 0.0
+	if awaiting {
+		v = 1
+	}
+	m.manualAwaiting.WithLabelValues(conn, step).Set(v)
 }
 
 // Reregistration counts one finished re-registration.

@@ -30,6 +30,9 @@ func TestDomainMetrics(t *testing.T) {
 	m.GateAnswer("demo", "DENY")
 	m.GateDecision("demo", "DENY")
 	m.Reregistration("demo", "SUCCEEDED")
+	m.ManualStep("demo", "DELETE_MAPPING", true)
+	m.ManualStep("demo", "DELETE_MAPPING", false)
+	m.ManualStep("demo", "UPLOAD_CERTIFICATE", true)
 	out := scrape(t, m)
 	for _, want := range []string{
 		`certsync_certificate_not_after_timestamp_seconds{connection="demo",side="ips"} 1.8e+09`,
@@ -43,6 +46,8 @@ func TestDomainMetrics(t *testing.T) {
 		`certsync_reregistrations_total{connection="demo",result="SUCCEEDED"} 1`,
 		`certsync_last_successful_check_timestamp_seconds{connection="demo"} 1.8e+09`,
 		`certsync_last_failed_check_timestamp_seconds{connection="demo"} 1.80000006e+09`,
+		`certsync_manual_step_awaiting{connection="demo",step="DELETE_MAPPING"} 0`,
+		`certsync_manual_step_awaiting{connection="demo",step="UPLOAD_CERTIFICATE"} 1`,
 		`certsync_build_info{goversion="go`,
 	} {
 		if !strings.Contains(out, want) {
@@ -75,6 +80,7 @@ func TestAlertRulesUseRealMetrics(t *testing.T) {
 	m.Probe("c", "AUTHENTICATED", time.Millisecond, time.Now())
 	m.Probe("c", "UNREACHABLE", time.Millisecond, time.Now())
 	m.GateDecision("c", "ALLOW")
+	m.ManualStep("c", "UPLOAD_CERTIFICATE", false)
 	exposed := scrape(t, m)
 	name := regexp.MustCompile(`certsync_[a-z_]+`)
 	n := 0

@@ -59,6 +59,9 @@ type Options struct {
 	// JobTimeout bounds the wait for the IPS READ job that verifies a
 	// manual re-registration; JobPollInterval paces the looks at it.
 	JobTimeout, JobPollInterval time.Duration
+	// OnAwait is called when a manual step starts and stops waiting for a
+	// person on this replica (metrics).
+	OnAwait func(connID string, step store.StepKind, awaiting bool)
 	// OnFinish is called when an operation of a connection ends, with its
 	// final state (the gate drops that connection's evidence; metrics count
 	// it).

@@ -158,6 +158,10 @@ func (r *run) await(kind store.StepKind, in *store.Instruction) (bool, error) {
 	cancelNoted := false
 	r.m.setParked(r.op.ID, true)
 	defer r.m.setParked(r.op.ID, false)
+	if f := r.m.o.OnAwait; f != nil {
+		f(r.op.Connection, kind, true)
+		defer f(r.op.Connection, kind, false)
+	}
 	for {
 		ch := r.m.subscribe(r.op.ID)
 		fresh, err := r.m.o.Store.GetOperation(r.ctx, r.op.ID)

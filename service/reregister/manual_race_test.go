@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -348,5 +349,46 @@ func TestManualConfirmThroughAnotherReplica(t *testing.T) {
 	}
 	if got, err := optsA.Store.LatestTargetRecord(ctx, "demo-desync"); err != nil || got.Absent || got.RecordedBy != "bob" {
 		t.Fatalf("record: %+v %v", got, err)
+	}
+}
+
+// OnAwait (the metric behind the "upload pending" alert) follows each wait
+// for a person: on when it starts, off when it is confirmed.
+func TestManualOnAwait(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, false)
+	var mu sync.Mutex
+	var seen []string
+	e.opts.OnAwait = func(conn string, step store.StepKind, awaiting bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s %s %v", conn, step, awaiting))
+	}
+	m := reregister.New(e.opts)
+	t.Cleanup(m.Close)
+	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+	must(t, err)
+	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+	})
+	deleteAsPerson(t, e)
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+	must(t, err)
+	uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
+	}))
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
+	must(t, err)
+	if _, err := m.Wait(ctx, op.ID, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		"demo-desync DELETE_MAPPING true", "demo-desync DELETE_MAPPING false",
+		"demo-desync UPLOAD_CERTIFICATE true", "demo-desync UPLOAD_CERTIFICATE false",
+	}
+	if strings.Join(seen, "|") != strings.Join(want, "|") {
+		t.Fatalf("OnAwait calls:\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
 	}
 }
