@@ -236,6 +236,12 @@ func operationProto(op *store.Operation) *certsyncv1.Operation {
 func operationSummary(op *store.Operation) string {
 	switch op.State {
 	case store.StateRunning:
+		if op.CancelRequested {
+			if st, ok := awaiting(op); ok && st.Kind == store.StepUploadCertificate {
+				return "cancel requested, but the delete was confirmed: waiting for the upload first, then cancelled"
+			}
+			return "cancel requested: stops before its next change in SF"
+		}
 		if st, ok := awaiting(op); ok {
 			return "waiting for a person to " + strings.ToLower(strings.ReplaceAll(string(st.Kind), "_", " ")) + " in SF and confirm it"
 		}

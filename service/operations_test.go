@@ -23,6 +23,12 @@ import (
 // a SQLite store.
 func opsHarness(t *testing.T) (*harness, *sandbox.Sandbox) {
 	t.Helper()
+	return opsHarnessSettle(t, 2*time.Second)
+}
+
+// opsHarnessSettle is opsHarness with the given settle window.
+func opsHarnessSettle(t *testing.T, settle time.Duration) (*harness, *sandbox.Sandbox) {
+	t.Helper()
 	sb, err := sandbox.New(sandbox.Options{Addr: "127.0.0.1:0"})
 	must(t, err)
 	must(t, sb.Start())
@@ -33,7 +39,7 @@ func opsHarness(t *testing.T) (*harness, *sandbox.Sandbox) {
 	must(t, err)
 	t.Cleanup(func() { st.Close() })
 	h := newHarnessFull(t, conns, inventory.Options{ProbeTimeout: 5 * time.Second}, func(inv *inventory.Inventory) service.Options {
-		m := reregister.New(reregister.Options{Store: st, Inventory: inv, SettleWindow: 2 * time.Second, ProbeInterval: 200 * time.Millisecond})
+		m := reregister.New(reregister.Options{Store: st, Inventory: inv, SettleWindow: settle, ProbeInterval: 200 * time.Millisecond})
 		t.Cleanup(m.Close)
 		return service.Options{Operations: m}
 	})
@@ -275,5 +281,36 @@ func TestEscalationBundleForStuckConnection(t *testing.T) {
 	}
 	if s := b.String(); strings.Contains(s, "PRIVATE KEY") || strings.Contains(strings.ToLower(s), "bearer") {
 		t.Error("the bundle carries a secret")
+	}
+}
+
+// TestCancelWhileProbing: once IPS's certificate is uploaded, a cancel only
+// stops the probing; the operation says so rather than go on probing to a
+// FAILED end.
+func TestCancelWhileProbing(t *testing.T) {
+	h, _ := opsHarnessSettle(t, time.Minute) // demo-stuck never authenticates
+	op := h.reregister(t, &certsyncv1.ReregisterCertificateRequest{Name: "demo-stuck"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := h.client.GetOperation(ctx(t), &certsyncv1.GetOperationRequest{Name: op.GetName()})
+		must(t, err)
+		if st := stepOf(r.GetOperation(), certsyncv1.StepKind_STEP_KIND_PROBE); st.GetState() == certsyncv1.StepState_STEP_STATE_RUNNING {
+			break
+		}
+		if time.Now().After(deadline) || r.GetOperation().GetDone() {
+			t.Fatalf("never probed: %v", r.GetOperation())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c, err := h.client.CancelOperation(ctx(t), &certsyncv1.CancelOperationRequest{Name: op.GetName(), Reason: "escalating instead"})
+	must(t, err)
+	if !strings.Contains(c.GetOperation().GetSummary(), "cancel requested") {
+		t.Errorf("cancel answered with summary %q", c.GetOperation().GetSummary())
+	}
+	done := h.wait(t, op.GetName())
+	if done.GetState() != certsyncv1.OperationState_OPERATION_STATE_CANCELLED ||
+		stepOf(done, certsyncv1.StepKind_STEP_KIND_PROBE).GetState() != certsyncv1.StepState_STEP_STATE_SKIPPED ||
+		stepOf(done, certsyncv1.StepKind_STEP_KIND_UPLOAD_CERTIFICATE).GetState() != certsyncv1.StepState_STEP_STATE_SUCCEEDED {
+		t.Fatalf("after the cancel: %v %v", done.GetState(), done.GetSteps())
 	}
 }

@@ -37,21 +37,28 @@ func gateExit(d certsyncv1.GateDecision) int {
 }
 
 func gateCommand() *command {
-	var maxAge time.Duration
+	var maxAge *time.Duration // nil: the server's default; 0s: fresh evidence only
 	var jobID string
 	return &command{
 		name: "gate", args: "NAME", summary: "may a provisioning job run now? exit 0 allow, 1 deny, 2 inconclusive, 3 no answer",
 		minArgs: 1, maxArgs: 1,
 		flags: func(fs *flag.FlagSet) {
-			fs.DurationVar(&maxAge, "max-age", 0, "oldest evidence accepted (default: the server's, 2m)")
+			fs.Func("max-age", "oldest evidence accepted, e.g. 5m; 0s asks for fresh evidence (default: the server's, 2m)", func(v string) error {
+				d, err := time.ParseDuration(v)
+				if err != nil || d < 0 {
+					return fmt.Errorf("%q is not a duration such as 30s or 5m", v)
+				}
+				maxAge = &d
+				return nil
+			})
 			fs.StringVar(&jobID, "job-id", "", "your job's id, for the server's logs")
 		},
 		run: func(ctx context.Context, a *app, c certsyncv1.CertSyncServiceClient, args []string) int {
 			ctx, cancel := a.callCtx(ctx)
 			defer cancel()
 			req := &certsyncv1.CheckGateRequest{Name: connectionName(args[0]), JobId: jobID}
-			if maxAge > 0 {
-				req.MaxEvidenceAge = durationpb.New(maxAge)
+			if maxAge != nil {
+				req.MaxEvidenceAge = durationpb.New(*maxAge)
 			}
 			resp, err := c.CheckGate(ctx, req)
 			if err != nil {

@@ -676,6 +676,10 @@ func (d *decider) verdict() Verdict {
 		}
 	}
 	switch {
+	case d.running:
+		// While a re-registration runs, what the evidence shows is on its
+		// way to change (DESIGN.md): the job should wait, not fail.
+		v.Decision = Inconclusive
 	case len(errs) > 0:
 		v.Decision = Deny
 	case len(open) > 0:
@@ -685,10 +689,12 @@ func (d *decider) verdict() Verdict {
 	seen := map[diagnose.Action]bool{}
 	for b, steps := range d.steps {
 		for _, st := range steps {
-			// Retrying is no remedy for a job that would fail, unless the
-			// fix is already running; "do not change the mapping on this
-			// evidence" would contradict the fix steps.
-			if b == bucketRetry && v.Decision == Deny && !d.running {
+			// Retrying is no remedy for a job that would fail; while the
+			// fix runs, waiting for it is the only one.
+			if b == bucketRetry && v.Decision == Deny {
+				continue
+			}
+			if d.running && b != bucketRetry {
 				continue
 			}
 			if v.Decision == Allow || seen[st.Action] {
@@ -698,11 +704,8 @@ func (d *decider) verdict() Verdict {
 			v.Remediation = append(v.Remediation, st)
 		}
 	}
-	switch {
-	case v.Decision == Inconclusive:
+	if v.Decision == Inconclusive {
 		v.RetryAfter = max(d.retry, d.p.TransientRetryAfter)
-	case v.Decision == Deny && d.running:
-		v.RetryAfter = d.p.RunningRetryAfter
 	}
 
 	switch v.Decision {

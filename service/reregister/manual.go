@@ -489,9 +489,16 @@ func (m *Manager) Confirm(ctx context.Context, req ConfirmRequest) (*store.Opera
 			}
 			sum := x509cert.Summarize(cert)
 			if !sum.Matches(fp) {
+				// Said in the algorithm the person read, so that the two
+				// can be compared by eye.
+				want := sum.SHA256
+				if fp.Algorithm == x509cert.AlgorithmSHA1 {
+					want = sum.SHA1
+				}
 				e := fault.New(fault.FailedPrecondition, "FINGERPRINT_DIFFERS",
-					"SF shows %s %s, but the certificate to upload has SHA-256 %s: SF holds another certificate; delete it and upload the one attached to the step, then confirm again", fp.Algorithm, fp, sum.SHA256).
-					With("operation", name).With("expected_sha256", sum.SHA256)
+					"the fingerprint given, %s %s, is not the certificate to upload, whose %s is %s: check it for a typo; if SF really shows it, SF holds another certificate: delete that mapping, upload the certificate attached to the step, then confirm again",
+					fp.Algorithm, fp, fp.Algorithm, want).
+					With("operation", name).With("expected_"+strings.ToLower(strings.ReplaceAll(fp.Algorithm.String(), "-", "")), want)
 				e.Violations = []fault.Violation{{Type: "FINGERPRINT", Subject: name, Description: e.Message}}
 				return nil, e
 			}

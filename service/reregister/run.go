@@ -488,6 +488,14 @@ func (r *run) probe(c *inventory.Connection, last bool) error {
 		if res.Outcome == scim.Authenticated || !r.m.o.Now().Add(r.m.o.ProbeInterval).Before(deadline) {
 			break
 		}
+		// IPS's certificate is in place: a cancel only stops the probing.
+		if r.cancelled() {
+			r.step(store.StepProbe).Attempts = attempts
+			if err := r.end(store.StepProbe, store.StepSkipped, fmt.Sprintf("cancelled after %d probe(s) without authentication", attempts)); err != nil {
+				return err
+			}
+			return r.done(store.StateCancelled, nil, "cancelled while probing: IPS's certificate is mapped in SF, but authentication was not verified: "+r.op.CancelReason)
+		}
 		select {
 		case <-r.ctx.Done():
 			return errHandOver
