@@ -171,10 +171,23 @@ func TestReregisterRefusals(t *testing.T) {
 		t.Fatalf("second request: %v %s", st.Code(), st.Message())
 	}
 	// Cancelling during the upload does not separate it from its delete.
-	c, err := h.client.CancelOperation(ctx(t), &certsyncv1.CancelOperationRequest{Name: first.GetName(), Reason: "test"})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		r, err := h.client.GetOperation(ctx(t), &certsyncv1.GetOperationRequest{Name: first.GetName()})
+		must(t, err)
+		if stepOf(r.GetOperation(), certsyncv1.StepKind_STEP_KIND_UPLOAD_CERTIFICATE).GetState() == certsyncv1.StepState_STEP_STATE_RUNNING {
+			break
+		}
+		if time.Now().After(deadline) || r.GetOperation().GetDone() {
+			t.Fatalf("the upload never started: %v", r.GetOperation())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, err = h.client.CancelOperation(ctx(t), &certsyncv1.CancelOperationRequest{Name: first.GetName(), Reason: "test"})
 	must(t, err)
-	_ = c
 	done := h.wait(t, first.GetName())
+	if done.GetState() != certsyncv1.OperationState_OPERATION_STATE_CANCELLED {
+		t.Errorf("cancelled during the upload: %v, want CANCELLED once the upload is done", done.GetState())
+	}
 	state := sb.State().Connections["demo-mismatch"]
 	if len(state.Mappings) != 1 || state.Mappings[0].SHA256 != state.IPSActiveSHA256 {
 		t.Errorf("after cancel during upload: %v, mappings %+v", done.GetState(), state.Mappings)
