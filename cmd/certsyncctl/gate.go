@@ -81,7 +81,9 @@ func writeVerdict(w io.Writer, r *certsyncv1.CheckGateResponse) {
 	if ra := r.GetRetryAfter(); ra != nil {
 		fmt.Fprintf(w, "Ask again in %s\n", ra.AsDuration().Round(time.Second))
 	}
-	fmt.Fprintln(w, "Conditions:")
+	if len(r.GetConditions()) > 0 { // a plain ALLOW in the basic view has none
+		fmt.Fprintln(w, "Conditions:")
+	}
 	for _, c := range r.GetConditions() {
 		fmt.Fprintf(w, "  %-7s %-5s %-28s %s: %s\n", strings.TrimPrefix(c.GetSeverity().String(), "SEVERITY_"),
 			strings.TrimPrefix(c.GetStatus().String(), "CONDITION_STATUS_"), c.GetType(), c.GetReason(), c.GetMessage())
