@@ -134,6 +134,13 @@ func (s *Server) auditCall(ctx context.Context, rec *auditRecord, fullMethod str
 	fillAudit(ev, req, resp)
 	// The call is over; its context may be too. The event must still land.
 	wctx := context.WithoutCancel(ctx)
+	if ev.Connection == "" && strings.HasPrefix(ev.Operation, operationPrefix) {
+		// A refused call on an operation (a wrong fingerprint in a
+		// confirmation, say) belongs in its connection's audit too.
+		if op, gerr := s.st.GetOperation(wctx, strings.TrimPrefix(ev.Operation, operationPrefix)); gerr == nil {
+			ev.Connection = connectionPrefix + op.Connection
+		}
+	}
 	if aerr := s.st.AppendAudit(wctx, ev); aerr != nil {
 		s.log.ErrorContext(ctx, "audit event not written", "rpc", fullMethod, "outcome", ev.Outcome, "err", aerr)
 		return

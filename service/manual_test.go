@@ -305,17 +305,19 @@ func TestManualReregistration(t *testing.T) {
 	// Every confirmation is in the audit, with who and what.
 	ev, err := h.client.ListAuditEvents(ctx, &certsyncv1.ListAuditEventsRequest{Connection: "connections/" + conn})
 	must(t, err)
-	var confirms, records int
+	var confirms, refused, records int
 	for _, e := range ev.GetEvents() {
 		switch {
 		case strings.HasSuffix(e.GetRpc(), "/ConfirmOperationStep") && e.GetOutcome() == "OK":
 			confirms++
+		case strings.HasSuffix(e.GetRpc(), "/ConfirmOperationStep"):
+			refused++ // the wrong step, the wrong fingerprint: in the connection's audit too
 		case strings.HasSuffix(e.GetRpc(), "/RecordTargetMapping"):
 			records++
 		}
 	}
-	if confirms != 2 || records != 1 {
-		t.Errorf("audit: %d confirmations, %d records: %v", confirms, records, ev.GetEvents())
+	if confirms != 2 || refused != 3 || records != 1 { // refused: the wrong step, a wrong and a malformed fingerprint
+		t.Errorf("audit: %d confirmations, %d refused, %d records: %v", confirms, refused, records, ev.GetEvents())
 	}
 }
 
