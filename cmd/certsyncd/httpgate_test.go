@@ -126,6 +126,12 @@ func TestHTTPGateway(t *testing.T) {
 	if resp, m := do("POST", "/v1/diagnose", token, `{"txt":"x"}`); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("diagnose, unknown field: %d %v, want 400", resp.StatusCode, m)
 	}
+	// What grpc-gateway refuses itself carries the service's details too:
+	// which field, and a reason a script can act on.
+	resp, m = do("GET", "/v1/connections/demo-healthy:checkGate?max_evidence_age=banana", token, "")
+	if resp.StatusCode != http.StatusBadRequest || !hasDetail(m, "INVALID_REQUEST", "max_evidence_age") {
+		t.Errorf("max_evidence_age=banana: %d %v, want 400 with ErrorInfo INVALID_REQUEST and the field", resp.StatusCode, m)
+	}
 	if resp, m := do("POST", "/v1/diagnose", "", jobErr); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("diagnose without token: %d %v, want 401", resp.StatusCode, m)
 	}
@@ -142,4 +148,24 @@ func TestHTTPGateway(t *testing.T) {
 func count(m map[string]any, key string) int {
 	a, _ := m[key].([]any)
 	return len(a)
+}
+
+// hasDetail reports whether an HTTP error body carries an ErrorInfo with
+// reason and a BadRequest naming field.
+func hasDetail(m map[string]any, reason, field string) bool {
+	details, _ := m["details"].([]any)
+	var gotReason, gotField bool
+	for _, d := range details {
+		d, _ := d.(map[string]any)
+		if d["reason"] == reason {
+			gotReason = true
+		}
+		vs, _ := d["fieldViolations"].([]any)
+		for _, v := range vs {
+			if v, _ := v.(map[string]any); v["field"] == field {
+				gotField = true
+			}
+		}
+	}
+	return gotReason && gotField
 }

@@ -30,15 +30,20 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
 )
@@ -63,6 +68,7 @@ func New(ctx context.Context, client certsyncv1.CertSyncServiceClient) (http.Han
 			UnmarshalOptions: protojson.UnmarshalOptions{},
 		}),
 		runtime.WithForwardResponseOption(gateStatus),
+		runtime.WithErrorHandler(explainGatewayErrors),
 	)
 	if err := certsyncv1.RegisterCertSyncServiceHandlerClient(ctx, mux, client); err != nil {
 		return nil, err
@@ -97,6 +103,31 @@ func gateStatus(_ context.Context, w http.ResponseWriter, m proto.Message) error
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	return nil
+}
+
+// gatewayField finds the field in grpc-gateway's own parse errors
+// ("parsing field \"max_evidence_age\": ...").
+var gatewayField = regexp.MustCompile(`parsing field "([A-Za-z0-9_.]+)"`)
+
+// explainGatewayErrors gives the refusals grpc-gateway makes itself (a query
+// parameter or body it cannot read, before the gRPC service sees the call)
+// the same details as the service's own: an ErrorInfo and, when the field
+// is known, a BadRequest. The service's errors carry details already and
+// pass unchanged.
+func explainGatewayErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	st := status.Convert(err)
+	if st.Code() == codes.InvalidArgument && len(st.Details()) == 0 {
+		msg := "the request could not be read: " + st.Message()
+		details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: "INVALID_REQUEST", Domain: "certsync"}}
+		if f := gatewayField.FindStringSubmatch(st.Message()); f != nil {
+			details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+				{Field: f[1], Description: msg, Reason: "INVALID_VALUE"}}})
+		}
+		if withDetails, derr := status.New(codes.InvalidArgument, msg).WithDetails(details...); derr == nil {
+			err = withDetails.Err()
+		}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
 // retryAfterSeconds is RFC 9110's delay-seconds, rounded up, at least 1.
