@@ -712,19 +712,33 @@ func (d *decider) verdict() Verdict {
 	case Allow:
 		v.Summary = "The job may run: every check passed"
 		if len(warns) > 0 {
-			v.Summary += fmt.Sprintf(", with %s (%s)", plural(len(warns), "warning"), strings.Join(warns, ", "))
+			v.Summary += fmt.Sprintf(", with %s (%s)", plural(len(warns), "warning"), strings.Join(uniq(warns), ", "))
 		}
 		v.Summary += "."
 	case Deny:
-		v.Summary = fmt.Sprintf("The job would fail (%s)", strings.Join(errs, ", "))
+		v.Summary = fmt.Sprintf("The job would fail (%s)", strings.Join(uniq(errs), ", "))
 		if len(v.Remediation) > 0 {
 			v.Summary += "; first step: " + v.Remediation[0].Action.String()
 		}
 		v.Summary += "."
 	case Inconclusive:
-		v.Summary = fmt.Sprintf("Cannot tell whether the job would succeed (%s); ask again after retry_after.", strings.Join(open, ", "))
+		v.Summary = fmt.Sprintf("Cannot tell whether the job would succeed (%s); ask again after retry_after.", strings.Join(uniq(open), ", "))
 	}
 	return v
+}
+
+// uniq keeps the first of each reason: two certificates expiring within
+// 14 days are two warnings, but one reason to read.
+func uniq(reasons []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range reasons {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func plural(n int, word string) string {
