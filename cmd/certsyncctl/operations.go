@@ -122,9 +122,18 @@ func writeOperation(w io.Writer, op *certsyncv1.Operation) {
 	if op.GetValidateOnly() {
 		row("Dry run", "yes")
 	}
-	row("Replaced", op.GetMappingId())
+	// Past tense only for what happened: a dry run, or an upload not yet
+	// done, says what it would do.
+	replaced, uploaded := "Replaced", "Uploaded"
+	if op.GetValidateOnly() || stepStateOf(op, certsyncv1.StepKind_STEP_KIND_DELETE_MAPPING) != certsyncv1.StepState_STEP_STATE_SUCCEEDED {
+		replaced = "To replace"
+	}
+	if op.GetValidateOnly() || stepStateOf(op, certsyncv1.StepKind_STEP_KIND_UPLOAD_CERTIFICATE) != certsyncv1.StepState_STEP_STATE_SUCCEEDED {
+		uploaded = "To upload"
+	}
+	row(replaced, op.GetMappingId())
 	row("Previous", op.GetPreviousSha256())
-	row("Uploaded", op.GetSourceSha256())
+	row(uploaded, op.GetSourceSha256())
 	row("New mapping", op.GetNewMappingId())
 	fmt.Fprintln(w, "Steps:")
 	for _, s := range op.GetSteps() {
@@ -270,4 +279,13 @@ func cancelCommand() *command {
 			return a.printOperation(resp.GetOperation())
 		},
 	}
+}
+
+func stepStateOf(op *certsyncv1.Operation, kind certsyncv1.StepKind) certsyncv1.StepState {
+	for _, st := range op.GetSteps() {
+		if st.GetKind() == kind {
+			return st.GetState()
+		}
+	}
+	return certsyncv1.StepState_STEP_STATE_UNSPECIFIED
 }
