@@ -11,6 +11,7 @@ import (
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
 	"github.com/certsync/certsync/service/compare"
 	"github.com/certsync/certsync/service/diagnose"
+	"github.com/certsync/certsync/service/ipsjobs"
 	"github.com/certsync/certsync/service/store"
 	"github.com/certsync/certsync/service/x509cert"
 )
@@ -95,13 +96,18 @@ func (s *Server) GetEscalationBundle(ctx context.Context, req *certsyncv1.GetEsc
 	case id == "":
 		notes = append(notes, "IPS job-log lines: no job was started through certsync yet (StartProvisioningJob)")
 	default:
-		if res, err := s.diagnoseJobLog(ctx, c.IPS, id); err != nil {
+		text, err := c.IPS.JobLogText(ctx, id)
+		var logRes diagnose.Result
+		if err == nil {
+			logRes, err = ipsjobs.DiagnoseLog(text)
+		}
+		if err != nil {
 			notes = append(notes, "IPS job-log lines of job "+id+": not available: "+err.Error())
 		} else {
-			for _, f := range res.Findings {
+			for _, f := range logRes.Findings {
 				b.JobLogLines = append(b.JobLogLines, f.Evidence)
 			}
-			notes = append(notes, fmt.Sprintf("IPS job %s: %d failing call(s) in its log", id, len(res.Findings)))
+			notes = append(notes, fmt.Sprintf("IPS job %s: %d failing call(s) in its log", id, len(logRes.Findings)))
 		}
 	}
 	b.Summary = fmt.Sprintf("IPS (tenant %s) reads SF company %s at %s with client-certificate authentication. %s.",

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
-	"github.com/certsync/certsync/service/diagnose"
 	"github.com/certsync/certsync/service/fault"
 	"github.com/certsync/certsync/service/gate"
 	"github.com/certsync/certsync/service/inventory"
@@ -165,36 +164,27 @@ func (s *Server) GetProvisioningJob(ctx context.Context, req *certsyncv1.GetProv
 	if err != nil && !unsupported {
 		return nil, toStatus(ctx, s.log, ipsFault(c, err))
 	}
-	if t := s.tracker(); t != nil && err == nil {
-		// Keep what IPS said: the gate reads READ jobs as evidence.
-		if rec, gerr := s.st.GetJob(ctx, c.Config.ID, req.GetJobId()); gerr == nil {
-			ipsjobs.Judge(ctx, client, rec, job, s.now())
-			if perr := s.st.PutJob(ctx, rec); perr != nil {
-				s.log.WarnContext(ctx, "record IPS job", "connection", c.Name(), "job", req.GetJobId(), "err", perr)
-			}
-		}
-	}
 	out := &certsyncv1.ProvisioningJob{JobId: req.GetJobId(), Connection: c.Name(), Status: job.Status}
+	var logs ipsjobs.LogSource // the log, once exported
 	if unsupported || job.HasErrors() {
-		res, err := s.diagnoseJobLog(ctx, client, req.GetJobId())
+		text, err := client.JobLogText(ctx, req.GetJobId())
 		if err != nil {
 			return nil, toStatus(ctx, s.log, ipsFault(c, err))
+		}
+		res, err := ipsjobs.DiagnoseLog(text)
+		if err != nil {
+			return nil, toStatus(ctx, s.log, err)
 		}
 		for _, f := range res.Findings {
 			out.Findings = append(out.Findings, findingProto(f))
 		}
+		logs = ipsjobs.FetchedLog(text)
+	}
+	if t := s.tracker(); t != nil && !unsupported {
+		// Keep what IPS said: the gate reads READ jobs as evidence.
+		if rec, gerr := s.st.GetJob(ctx, c.Config.ID, req.GetJobId()); gerr == nil {
+			t.Judge(ctx, logs, rec, job)
+		}
 	}
 	return &certsyncv1.GetProvisioningJobResponse{Job: out}, nil
-}
-
-// diagnoseJobLog exports a job's log and diagnoses it.
-func (s *Server) diagnoseJobLog(ctx context.Context, client *ips.Client, jobID string) (diagnose.Result, error) {
-	text, err := client.JobLogText(ctx, jobID)
-	if err != nil {
-		return diagnose.Result{}, err
-	}
-	if len(text) > diagnose.MaxTextBytes {
-		text = text[len(text)-diagnose.MaxTextBytes:] // the end of a chain names the failing call
-	}
-	return diagnose.DiagnoseJobError(text)
 }

@@ -2,10 +2,8 @@ package service
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -45,7 +43,7 @@ func (s *Server) RecordTargetMapping(ctx context.Context, req *certsyncv1.Record
 	}
 	switch {
 	case len(req.GetCertificate()) > 0:
-		cert, err := parseCertificateField("certificate", req.GetCertificate())
+		cert, err := parseOneCertificate("certificate", req.GetCertificate(), nil)
 		if err != nil {
 			return nil, toStatus(ctx, s.log, err)
 		}
@@ -54,8 +52,7 @@ func (s *Server) RecordTargetMapping(ctx context.Context, req *certsyncv1.Record
 			return nil, toStatus(ctx, s.log, fault.Invalid("fingerprint", "FINGERPRINT_NOT_CERTIFICATE",
 				"the fingerprint %s is not the certificate's (SHA-256 %s, SHA-1 %s): give one of them, or both from the same mapping", *fp, sum.SHA256, sum.SHA1))
 		}
-		rec.DER = cert.Raw
-		rec.SHA256, rec.SHA1 = hexOf(sum.SHA256), hexOf(sum.SHA1)
+		rec.SetCertificate(cert.Raw)
 	case fp != nil:
 		if fp.Algorithm == x509cert.AlgorithmSHA1 {
 			rec.SHA1 = hex.EncodeToString(fp.Sum)
@@ -101,12 +98,6 @@ func (s *Server) RecordTargetMapping(ctx context.Context, req *certsyncv1.Record
 		out.Mapping = resp.Targets[0]
 	}
 	return out, nil
-}
-
-// hexOf turns FormatFingerprint's "AB:CD:..." into the store's lower-case
-// hex.
-func hexOf(formatted string) string {
-	return strings.ToLower(strings.ReplaceAll(formatted, ":", ""))
 }
 
 // ConfirmOperationStep implements certsync.v1.CertSyncService: a person
@@ -176,21 +167,4 @@ func awaiting(op *store.Operation) (store.Step, bool) {
 		}
 	}
 	return store.Step{}, false
-}
-
-// parseCertificateField parses one certificate given in field.
-func parseCertificateField(field string, data []byte) (*x509.Certificate, error) {
-	certs, err := x509cert.Parse(data, x509cert.Limits{MaxCertificates: 1})
-	var ie *x509cert.InputError
-	if errors.As(err, &ie) {
-		fe := fault.Invalid(field, ie.Reason, "%s: %s", field, ie.Message)
-		for k, v := range ie.Metadata {
-			fe = fe.With(k, v)
-		}
-		return nil, fe
-	}
-	if err != nil {
-		return nil, err
-	}
-	return certs[0], nil
 }

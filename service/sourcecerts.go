@@ -77,15 +77,27 @@ func (s *Server) ImportSourceCertificate(ctx context.Context, req *certsyncv1.Im
 // IPS's Outbound Certificate tab downloads it. x509cert refuses private
 // keys without reading them.
 func parseSourceCertificate(data []byte) (*x509.Certificate, error) {
+	return parseOneCertificate("certificate", data, func(ie *x509cert.InputError) string {
+		if ie.Reason == x509cert.ReasonTooManyCertificates {
+			return fmt.Sprintf("the input holds %s certificates, but IPS's Outbound Certificate download holds one: "+
+				"send only IPS's certificate, without its chain or CA", ie.Metadata["certificates"])
+		}
+		return ie.Message
+	})
+}
+
+// parseOneCertificate parses the one certificate a request carries in
+// field, PEM or DER; explain, when not nil, words the parser's refusal for
+// the caller's situation.
+func parseOneCertificate(field string, data []byte, explain func(*x509cert.InputError) string) (*x509.Certificate, error) {
 	certs, err := x509cert.Parse(data, x509cert.Limits{MaxCertificates: 1})
 	var ie *x509cert.InputError
 	if errors.As(err, &ie) {
 		msg := ie.Message
-		if ie.Reason == x509cert.ReasonTooManyCertificates {
-			msg = fmt.Sprintf("the input holds %s certificates, but IPS's Outbound Certificate download holds one: "+
-				"send only IPS's certificate, without its chain or CA", ie.Metadata["certificates"])
+		if explain != nil {
+			msg = explain(ie)
 		}
-		fe := fault.Invalid("certificate", ie.Reason, "certificate: %s", msg)
+		fe := fault.Invalid(field, ie.Reason, "%s: %s", field, msg)
 		for k, v := range ie.Metadata {
 			fe = fe.With(k, v)
 		}

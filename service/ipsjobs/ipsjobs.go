@@ -29,7 +29,28 @@ type Store interface {
 // Client is the part of the IPS Tenant Admin API client a Tracker uses.
 type Client interface {
 	JobStatus(ctx context.Context, jobID string) (ips.Job, error)
+	LogSource
+}
+
+// LogSource exports a job's log as text (the IPS client does).
+type LogSource interface {
 	JobLogText(ctx context.Context, jobID string) (string, error)
+}
+
+// FetchedLog is a log the caller exported already and needs itself too:
+// judging the job with it costs no second export.
+type FetchedLog string
+
+// JobLogText returns the log.
+func (l FetchedLog) JobLogText(context.Context, string) (string, error) { return string(l), nil }
+
+// DiagnoseLog diagnoses a job log's text: its end, where a chain names the
+// failing call, within what the diagnosis reads.
+func DiagnoseLog(text string) (diagnose.Result, error) {
+	if len(text) > diagnose.MaxTextBytes {
+		text = text[len(text)-diagnose.MaxTextBytes:]
+	}
+	return diagnose.DiagnoseJobError(text)
 }
 
 // Tracker records and judges jobs. Safe for concurrent use.
@@ -62,6 +83,8 @@ func (t *Tracker) Started(ctx context.Context, connection string, job ips.Job, j
 	now := t.now()
 	rec := &store.JobRecord{Connection: connection, JobID: job.ID, Type: jobType, Status: job.Status, StartedBy: by,
 		Operation: operation, StartTime: now, UpdateTime: now}
+	// The same now as StartTime: LatestRead tells a job nobody looked at
+	// since it started by UpdateTime not being after StartTime.
 	Judge(context.WithoutCancel(ctx), nil, rec, job, now)
 	t.put(ctx, rec)
 	return rec
@@ -78,12 +101,14 @@ func (t *Tracker) Refresh(ctx context.Context, client Client, connection, jobID 
 	if err != nil {
 		return nil, err
 	}
+	var logs LogSource = client
 	job, err := client.JobStatus(ctx, jobID)
 	if errors.Is(err, ips.ErrStatusUnsupported) {
 		// No status endpoint: a log with errors is a failed job.
 		job, err = ips.Job{ID: jobID, Status: rec.Status}, nil
 		if text, lerr := client.JobLogText(ctx, jobID); lerr == nil {
-			if res, derr := diagnose.DiagnoseJobError(tail(text)); derr == nil && len(res.Findings) > 0 {
+			logs = FetchedLog(text)
+			if res, derr := DiagnoseLog(text); derr == nil && len(res.Findings) > 0 {
 				job.Status = ips.StatusFinishedWithError
 			}
 		}
@@ -91,9 +116,14 @@ func (t *Tracker) Refresh(ctx context.Context, client Client, connection, jobID 
 	if err != nil {
 		return nil, err
 	}
-	Judge(ctx, client, rec, job, t.now())
-	t.put(ctx, rec)
+	t.Judge(ctx, logs, rec, job)
 	return rec, nil
+}
+
+// Judge brings rec up to job (see Judge) and stores it.
+func (t *Tracker) Judge(ctx context.Context, logs LogSource, rec *store.JobRecord, job ips.Job) {
+	Judge(ctx, logs, rec, job, t.now())
+	t.put(ctx, rec)
 }
 
 // LatestRead returns the connection's newest READ job, asking IPS first
@@ -131,9 +161,9 @@ func (t *Tracker) put(ctx context.Context, rec *store.JobRecord) {
 }
 
 // Judge brings rec up to job's status: done, succeeded, and for a job that
-// met errors its log diagnosed (when client is not nil) into Cause and
+// met errors its log diagnosed (when logs is not nil) into Cause and
 // Summary.
-func Judge(ctx context.Context, client Client, rec *store.JobRecord, job ips.Job, now time.Time) {
+func Judge(ctx context.Context, logs LogSource, rec *store.JobRecord, job ips.Job, now time.Time) {
 	rec.UpdateTime = now
 	if job.Status != "" {
 		rec.Status = job.Status
@@ -142,32 +172,24 @@ func Judge(ctx context.Context, client Client, rec *store.JobRecord, job ips.Job
 		rec.Done, rec.EndTime = true, now
 	}
 	rec.Succeeded = rec.Done && rec.Status == ips.StatusSuccess
-	switch {
-	case rec.Succeeded:
+	if rec.Succeeded {
 		rec.Cause, rec.Summary = "", fmt.Sprintf("IPS %s job %s finished with status Success", orRead(rec.Type), rec.JobID)
-	case !job.HasErrors() && !(rec.Done && rec.Status != ips.StatusSuccess):
-		rec.Summary = fmt.Sprintf("IPS %s job %s: %s", orRead(rec.Type), rec.JobID, orUnknown(rec.Status))
-	case client != nil:
-		rec.Summary = fmt.Sprintf("IPS %s job %s: %s", orRead(rec.Type), rec.JobID, orUnknown(rec.Status))
-		text, err := client.JobLogText(ctx, rec.JobID)
-		if err != nil {
-			rec.Summary += " (its log could not be exported: " + err.Error() + ")"
-			return
-		}
-		if res, err := diagnose.DiagnoseJobError(tail(text)); err == nil && len(res.Findings) > 0 {
-			rec.Cause = res.Findings[0].Cause.String()
-			rec.Summary += ": " + res.Summary
-		}
+		return
 	}
-}
-
-// tail keeps the end of a long log: the end of a chain names the failing
-// call.
-func tail(text string) string {
-	if len(text) > diagnose.MaxTextBytes {
-		return text[len(text)-diagnose.MaxTextBytes:]
+	rec.Summary = fmt.Sprintf("IPS %s job %s: %s", orRead(rec.Type), rec.JobID, orUnknown(rec.Status))
+	failed := job.HasErrors() || (rec.Done && rec.Status != ips.StatusSuccess)
+	if !failed || logs == nil {
+		return
 	}
-	return text
+	text, err := logs.JobLogText(ctx, rec.JobID)
+	if err != nil {
+		rec.Summary += " (its log could not be exported: " + err.Error() + ")"
+		return
+	}
+	if res, err := DiagnoseLog(text); err == nil && len(res.Findings) > 0 {
+		rec.Cause = res.Findings[0].Cause.String()
+		rec.Summary += ": " + res.Summary
+	}
 }
 
 func orRead(t string) string {

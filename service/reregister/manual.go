@@ -2,10 +2,7 @@ package reregister
 
 import (
 	"context"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -131,9 +128,8 @@ func (r *run) executeManual(c *inventory.Connection, source *x509.Certificate) e
 		return r.done(store.StateCancelled, nil, "cancelled after the upload was confirmed; the probe and the READ job were not run: "+r.op.CancelReason)
 	}
 	if s := r.step(store.StepProbe); s.State != store.StepSucceeded {
-		ok, err := r.probeOnly(c)
-		if !ok || err != nil {
-			return err
+		if err := r.probe(c, false); err != nil || r.op.Done() {
+			return err // ended: the probe failed, or a cancel stopped it
 		}
 	}
 	return r.verifyJob(c)
@@ -252,13 +248,6 @@ func (r *run) timedOut(kind store.StepKind) (bool, error) {
 	}
 	return r.doneUnlessChanged(store.StateFailed, &store.OperationError{Code: "DEADLINE_EXCEEDED", Reason: "CONFIRMATION_TIMEOUT", Message: msg,
 		Metadata: map[string]string{"step": string(kind), "deadline": s.Deadline.UTC().Format(time.RFC3339)}}, "")
-}
-
-// probeOnly runs the probe step of a manual operation; false when the
-// operation ended (the probe failed).
-func (r *run) probeOnly(c *inventory.Connection) (bool, error) {
-	err := r.probe(c, false)
-	return err == nil && r.step(store.StepProbe).State == store.StepSucceeded && !r.op.Done(), err
 }
 
 // verifyJob starts an IPS READ job and waits for its outcome: the proof
@@ -390,10 +379,7 @@ func (r *run) startJob(c *inventory.Connection) (ips.Job, error) {
 // judgeJobLog ends the operation on the finished job: success, or its log
 // diagnosed.
 func (r *run) judgeJobLog(client *ips.Client, rec *store.JobRecord, job ips.Job) error {
-	ipsjobs.Judge(r.ctx, client, rec, job, r.m.o.Now())
-	if err := r.m.o.Store.PutJob(context.WithoutCancel(r.ctx), rec); err != nil {
-		r.m.log.Warn("record IPS job", "operation", r.op.ID, "job", rec.JobID, "err", err)
-	}
+	r.tracker().Judge(r.ctx, client, rec, job)
 	if rec.Succeeded {
 		if err := r.end(store.StepVerifyJob, store.StepSucceeded, rec.Summary+": IPS authenticates with the uploaded mapping"); err != nil {
 			return err
@@ -543,9 +529,8 @@ func (m *Manager) recordConfirmed(ctx context.Context, op *store.Operation, req 
 	case store.StepUploadCertificate:
 		u := op.Upload
 		rec.ConfigurationName, rec.IntegrationName, rec.LoginName = u.ConfigurationName, u.IntegrationName, u.LoginName
-		rec.DER, rec.Note = op.SourceCertificateDER, "uploaded in SF (confirmed step of operations/"+op.ID+")"
-		sha1Sum, sha256Sum := sha1.Sum(rec.DER), sha256.Sum256(rec.DER)
-		rec.SHA1, rec.SHA256 = hex.EncodeToString(sha1Sum[:]), hex.EncodeToString(sha256Sum[:])
+		rec.Note = "uploaded in SF (confirmed step of operations/" + op.ID + ")"
+		rec.SetCertificate(op.SourceCertificateDER)
 	default:
 		return
 	}

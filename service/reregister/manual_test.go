@@ -3,15 +3,11 @@ package reregister_test
 import (
 	"context"
 	"crypto/x509"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/certsync/certsync/service/config"
-	"github.com/certsync/certsync/service/inventory"
 	"github.com/certsync/certsync/service/registry"
 	"github.com/certsync/certsync/service/reregister"
-	"github.com/certsync/certsync/service/sandbox"
 	"github.com/certsync/certsync/service/store"
 )
 
@@ -28,38 +24,8 @@ func must(t *testing.T, err error) {
 // resumes the wait, takes the confirmation and finishes the operation.
 func TestManualWaitSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
-	sb, err := sandbox.New(sandbox.Options{Addr: "127.0.0.1:0"})
-	must(t, err)
-	must(t, sb.Start())
-	t.Cleanup(func() { sb.Close() })
-	conns, err := sb.WriteFiles(t.TempDir())
-	must(t, err)
-	var hands registry.Driver
-	for i := range conns {
-		if c := &conns[i]; c.ID == "demo-desync" {
-			pool := x509.NewCertPool()
-			ca, err := os.ReadFile(c.Registry.CAFile)
-			must(t, err)
-			pool.AppendCertsFromPEM(ca)
-			hands, err = registry.NewHTTP(registry.HTTPConfig{BaseURL: c.Registry.URL, TokenFile: c.Registry.TokenFile, RootCAs: pool})
-			must(t, err)
-			c.Registry = config.Registry{Driver: "manual", IntegrationName: c.Registry.IntegrationName, LoginName: c.Registry.LoginName}
-		}
-	}
-	cfg := &config.Config{Connections: conns}
-	cfg.ApplyDefaults()
-	problems := cfg.Validate()
-	if errs := problems.Errors(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	st, err := store.Open(ctx, "", t.TempDir())
-	must(t, err)
-	t.Cleanup(func() { st.Close() })
-	inv, err := inventory.Build(cfg.Connections, problems, inventory.Options{ProbeTimeout: 5 * time.Second, Store: st})
-	must(t, err)
-	t.Cleanup(inv.Close)
-	opts := reregister.Options{Store: st, Inventory: inv, SettleWindow: 2 * time.Second, ProbeInterval: 200 * time.Millisecond,
-		JobPollInterval: 100 * time.Millisecond, LockTTL: time.Second}
+	e := setup(t, false)
+	st, hands, opts := e.st, e.hands, e.opts
 
 	first := reregister.New(opts)
 	op, err := first.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})

@@ -7,6 +7,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
 )
@@ -400,6 +403,13 @@ type TargetRecord struct {
 	// Operation is the id of the manual re-registration whose confirmed
 	// step wrote the record; empty for RecordTargetMapping.
 	Operation string
+}
+
+// SetCertificate records the mapped certificate itself, with both of its
+// fingerprints as the record keeps them.
+func (r *TargetRecord) SetCertificate(der []byte) {
+	sha1Sum, sha256Sum := sha1.Sum(der), sha256.Sum256(der)
+	r.DER, r.SHA1, r.SHA256 = der, hex.EncodeToString(sha1Sum[:]), hex.EncodeToString(sha256Sum[:])
 }
 
 // JobRecord is what certsync knows of one IPS provisioning job it started
