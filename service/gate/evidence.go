@@ -121,9 +121,7 @@ func (g *Gate) collect(ctx context.Context, c *inventory.Connection, start time.
 	}
 	ev.ProbeCert, ev.ProbeCertErr = readCertificate(c.Config.Probe.CertFile)
 	if ops := g.o.Operations; ops != nil {
-		if id, ok := ops.Running(ctx, c.Config.ID); ok {
-			ev.Running = id
-		}
+		ev.Running, _ = ops.Activity(ctx, c.Config.ID)
 		if id, state, ended, ok := ops.LastReregistration(ctx, c.Config.ID); ok {
 			ev.LastReregistration = &Reregistration{ID: id, State: state, Ended: ended}
 		}

@@ -20,9 +20,11 @@ import (
 // Operations says what re-registrations are doing; the re-registration
 // manager satisfies it.
 type Operations interface {
-	// Running returns the id of a running re-registration of the
-	// connection, if any.
-	Running(ctx context.Context, connID string) (opID string, running bool)
+	// Activity returns the id of a running re-registration of the
+	// connection ("" when none) and when its latest re-registration ended,
+	// as far as this replica knows (zero when none did): evidence gathered
+	// before then no longer holds. The gate asks on every answer.
+	Activity(ctx context.Context, connID string) (running string, lastEnded time.Time)
 	// LastReregistration returns the operation id, final state
 	// ("SUCCEEDED", "FAILED", "ROLLED_BACK", "CANCELLED") and end time of
 	// the connection's latest finished re-registration.
@@ -273,10 +275,11 @@ func (g *Gate) Check(ctx context.Context, connID string, maxAge time.Duration) (
 	if maxAge < 0 {
 		maxAge = g.o.DefaultMaxEvidenceAge
 	}
-	running, hasOps := g.running(ctx, connID)
+	running, ended, hasOps := g.activity(ctx, connID)
 
 	e.mu.Lock()
 	now := g.now()
+	g.forgetOutdatedLocked(e, ended, now)
 	if e.ev.Complete() && now.Sub(e.ev.CheckedAt) <= maxAge {
 		v := g.currentLocked(e, running, hasOps, now)
 		e.mu.Unlock()
@@ -347,26 +350,43 @@ func (g *Gate) Invalidate(connID string) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.gen++
-	e.ev, e.v, e.inflight = nil, Verdict{}, nil
 	now := g.now()
-	if e.hasPublished {
-		g.publishLocked(e, missingVerdict(connID, now))
-	}
+	g.invalidateLocked(e, now)
 	if _, err := g.startLocked(e, now); err != nil {
 		g.log.Debug("gate: no gathering after invalidation", "connection", connID, "err", err)
 	}
 }
 
-func (g *Gate) running(ctx context.Context, connID string) (string, bool) {
+func (g *Gate) invalidateLocked(e *entry, now time.Time) {
+	e.gen++
+	e.ev, e.v, e.inflight = nil, Verdict{}, nil
+	if e.hasPublished {
+		g.publishLocked(e, missingVerdict(e.id, now))
+	}
+}
+
+// forgetOutdatedLocked drops the evidence, and a gathering under way, that
+// started before the connection's latest re-registration ended. Invalidate
+// does so when this replica's own operation ends; this catches the ends it
+// is not told of (another replica's) and the instant between an end being
+// stored, where callers can already read it, and Invalidate.
+func (g *Gate) forgetOutdatedLocked(e *entry, ended, now time.Time) {
+	if ended.IsZero() {
+		return
+	}
+	if (e.ev != nil && !e.ev.CheckedAt.After(ended)) || (e.inflight != nil && !e.started.After(ended)) {
+		g.invalidateLocked(e, now)
+	}
+}
+
+// activity asks Operations what runs and what ended; hasOps is false when
+// the gate has no Operations to ask.
+func (g *Gate) activity(ctx context.Context, connID string) (running string, ended time.Time, hasOps bool) {
 	if g.o.Operations == nil {
-		return "", false
+		return "", time.Time{}, false
 	}
-	id, ok := g.o.Operations.Running(ctx, connID)
-	if !ok {
-		return "", true
-	}
-	return id, true
+	running, ended = g.o.Operations.Activity(ctx, connID)
+	return running, ended, true
 }
 
 // currentLocked answers from the cached evidence. A re-registration that

@@ -466,13 +466,14 @@ func joinList(s []string) string {
 type fakeOps struct {
 	mu      sync.Mutex
 	running string
+	ended   time.Time
 	last    *Reregistration
 }
 
-func (o *fakeOps) Running(context.Context, string) (string, bool) {
+func (o *fakeOps) Activity(context.Context, string) (string, time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.running, o.running != ""
+	return o.running, o.ended
 }
 
 func (o *fakeOps) LastReregistration(context.Context, string) (string, string, time.Time, bool) {
@@ -513,6 +514,33 @@ func TestRunningReregistrationOverridesCachedEvidence(t *testing.T) {
 	}
 	if got := joinList(f.d.list()); got != "a=ALLOW a=INCONCLUSIVE a=ALLOW" {
 		t.Errorf("OnVerdict = %s", got)
+	}
+}
+
+// TestReregistrationEndedUnseen: a re-registration that started and ended
+// between two answers (another replica's, or one too quick for anyone to ask
+// meanwhile) still makes the evidence gathered before it worthless: the next
+// answer comes from a new gathering, never from the cache.
+func TestReregistrationEndedUnseen(t *testing.T) {
+	ops := &fakeOps{}
+	f := newFixture(t, Options{Operations: ops}, "a")
+	if v := f.check(t, "a", UseDefaultAge); v.Decision != Allow {
+		t.Fatalf("before: %v", v.Decision)
+	}
+	f.w.set("a", scim.InvalidClientCertificate)
+	f.clock.Advance(5 * time.Second)
+	ops.mu.Lock()
+	ops.ended = f.clock.Now().Add(-time.Second)
+	ops.mu.Unlock()
+	if v := f.check(t, "a", UseDefaultAge); v.Decision != Deny {
+		t.Fatalf("after an unseen re-registration: %v from the cache", v.Decision)
+	}
+	if n := f.w.count("a"); n != 2 {
+		t.Errorf("%d gatherings, want 2", n)
+	}
+	// Evidence gathered after the end stays good.
+	if v := f.check(t, "a", UseDefaultAge); v.Decision != Deny || f.w.count("a") != 2 {
+		t.Errorf("then: %v after %d gatherings, want the cached DENY", v.Decision, f.w.count("a"))
 	}
 }
 

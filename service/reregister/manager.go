@@ -88,11 +88,23 @@ type Manager struct {
 	unfinishedMu sync.Mutex
 	unfinished   map[string]string // connection id -> operation id
 	unfinishedAt time.Time
+	// lastEnded holds, by connection, when its latest re-registration
+	// ended as far as this replica knows: its own at once, another
+	// replica's from the store within runningCacheTTL.
+	lastEnded map[string]time.Time
+	// endedAsked is when the store was last asked for ended operations;
+	// created is when the manager was built, the first question's start.
+	endedAsked, created time.Time
 }
 
 // runningCacheTTL bounds how stale Running's view of other replicas'
 // operations may be.
 const runningCacheTTL = time.Second
+
+// endedOverlap widens each question for ended operations back in time, so
+// that an end written by another replica's slow transaction (stamped before
+// the previous question, committed after it) is not missed.
+const endedOverlap = 30 * time.Second
 
 // New builds a Manager. Call Recover once at start-up and Run for the
 // replica scan; Close stops it.
@@ -129,7 +141,8 @@ func New(o Options) *Manager {
 		o.Replica = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomID()[:6])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{o: o, log: o.Logger, ctx: ctx, cancel: cancel, running: map[string]bool{}, parked: map[string]bool{}, waiters: map[string][]chan struct{}{}}
+	return &Manager{o: o, log: o.Logger, ctx: ctx, cancel: cancel, running: map[string]bool{}, parked: map[string]bool{}, waiters: map[string][]chan struct{}{},
+		lastEnded: map[string]time.Time{}, created: o.Now()}
 }
 
 // Drain waits until no operation runs here, or ctx ends. Operations that
@@ -360,27 +373,75 @@ func (m *Manager) Approve(ctx context.Context, id, approver string, audit *store
 	return op, nil
 }
 
-// Running implements gate.Operations. It is cheap: operations of this
-// replica are known in memory, and others' come from a listing of unfinished
-// operations refreshed at most once a second.
+// Running returns the id of a running (not validate-only) operation of the
+// connection. It is cheap: operations of this replica are known in memory,
+// and others' come from the store at most once a second.
 func (m *Manager) Running(ctx context.Context, connID string) (string, bool) {
 	m.unfinishedMu.Lock()
 	defer m.unfinishedMu.Unlock()
-	if time.Since(m.unfinishedAt) > runningCacheTTL {
-		ops, err := m.o.Store.ListUnfinished(ctx)
-		if err != nil {
-			return "", false
-		}
-		m.unfinished = map[string]string{}
-		for _, op := range ops {
-			if !op.ValidateOnly {
-				m.unfinished[op.Connection] = op.ID
-			}
-		}
-		m.unfinishedAt = time.Now()
+	if !m.refreshActivityLocked(ctx) {
+		return "", false
 	}
 	id, ok := m.unfinished[connID]
 	return id, ok
+}
+
+// Activity implements gate.Operations: the running re-registration of the
+// connection ("" when none) and when its latest one ended. The gate asks on
+// every answer, so it costs two small queries a second at most.
+func (m *Manager) Activity(ctx context.Context, connID string) (string, time.Time) {
+	m.unfinishedMu.Lock()
+	defer m.unfinishedMu.Unlock()
+	m.refreshActivityLocked(ctx)
+	return m.unfinished[connID], m.lastEnded[connID]
+}
+
+// refreshActivityLocked re-reads the unfinished and the recently ended
+// operations when the cache is older than runningCacheTTL; false when the
+// store could not be read.
+func (m *Manager) refreshActivityLocked(ctx context.Context) bool {
+	if time.Since(m.unfinishedAt) <= runningCacheTTL {
+		return true
+	}
+	now := m.o.Now()
+	ops, err := m.o.Store.ListUnfinished(ctx)
+	if err != nil {
+		return false
+	}
+	unfinished := map[string]string{}
+	for _, op := range ops {
+		if !op.ValidateOnly {
+			unfinished[op.Connection] = op.ID
+		}
+	}
+	// An operation seen running before and gone now has ended, whoever
+	// ended it: now is late, but never too early, should the store's
+	// record of the end not be readable.
+	for conn := range m.unfinished {
+		if _, still := unfinished[conn]; !still {
+			m.noteEndedLocked(conn, now)
+		}
+	}
+	since := m.endedAsked
+	if since.IsZero() {
+		since = m.created
+	}
+	if ended, err := m.o.Store.ListEndedSince(ctx, since.Add(-endedOverlap)); err == nil {
+		for _, op := range ended {
+			if !op.ValidateOnly {
+				m.noteEndedLocked(op.Connection, op.EndTime)
+			}
+		}
+		m.endedAsked = now
+	}
+	m.unfinished, m.unfinishedAt = unfinished, time.Now()
+	return true
+}
+
+func (m *Manager) noteEndedLocked(connID string, at time.Time) {
+	if at.After(m.lastEnded[connID]) {
+		m.lastEnded[connID] = at
+	}
 }
 
 // noteChange makes the next Running read the store again, after this
@@ -389,6 +450,17 @@ func (m *Manager) noteChange() {
 	m.unfinishedMu.Lock()
 	m.unfinishedAt = time.Time{}
 	m.unfinishedMu.Unlock()
+}
+
+// noteEnded records that this replica ended a real operation of the
+// connection, for the gate, and makes the next Running read the store.
+func (m *Manager) noteEnded(op *store.Operation) {
+	m.unfinishedMu.Lock()
+	defer m.unfinishedMu.Unlock()
+	if !op.ValidateOnly {
+		m.noteEndedLocked(op.Connection, op.EndTime)
+	}
+	m.unfinishedAt = time.Time{}
 }
 
 // LastReregistration implements gate.Operations: the latest finished,

@@ -227,7 +227,7 @@ func (r *run) ended(state store.OperationState) {
 		r.stopLocks()
 	}
 	r.m.release(r.op.LockKeys, r.m.owner(r.op.ID))
-	r.m.noteChange()
+	r.m.noteEnded(r.op)
 	r.m.notify(r.op.ID)
 	r.m.log.Info("operation ended", "operation", r.op.ID, "connection", r.op.Connection, "state", string(state))
 }

@@ -242,6 +242,29 @@ func (s *sqlStore) ListUnfinished(ctx context.Context) ([]*Operation, error) {
 	return out, nil
 }
 
+// ListEndedSince returns the finished operations updated at or after since:
+// the gate's view of re-registrations that other replicas ended. The table
+// holds few rows (operations are rare), so no index serves update_time.
+func (s *sqlStore) ListEndedSince(ctx context.Context, since time.Time) ([]*Operation, error) {
+	args := make([]any, len(finalStates), len(finalStates)+1)
+	marks := make([]string, len(finalStates))
+	for i, st := range finalStates {
+		args[i] = string(st)
+		marks[i] = fmt.Sprintf("$%d", i+1)
+	}
+	at, err := columnTime("since", since)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, at)
+	out, err := s.queryOperations(ctx, `SELECT `+opColumns+` FROM operations
+		WHERE state IN (`+strings.Join(marks, ", ")+`) AND update_time >= $`+fmt.Sprint(len(args))+` ORDER BY update_time, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list ended operations: %w", err)
+	}
+	return out, nil
+}
+
 // UpdateOperation replaces the stored operation when its version is still
 // op.Version (compare-and-swap), then sets op.Version to the new version.
 // A zero UpdateTime is set to now.

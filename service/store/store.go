@@ -290,6 +290,9 @@ type Store interface {
 	// ListUnfinished returns every operation whose state is not final,
 	// oldest first.
 	ListUnfinished(ctx context.Context) ([]*Operation, error)
+	// ListEndedSince returns the operations in a final state whose last
+	// update was at or after since, oldest update first.
+	ListEndedSince(ctx context.Context, since time.Time) ([]*Operation, error)
 	// UpdateOperation replaces the stored operation if its Version is still
 	// op.Version, then sets op.Version to the new one; else ErrConflict.
 	// When audit is not nil it is appended in the same transaction.

@@ -37,6 +37,7 @@ func runSuite(t *testing.T, fresh func(t *testing.T) *testDB) {
 		{"CompareAndSwap", testCompareAndSwap},
 		{"ListPaging", testListPaging},
 		{"ListUnfinished", testListUnfinished},
+		{"ListEndedSince", testListEndedSince},
 		{"Locks", testLocks},
 		{"LockExpiry", testLockExpiry},
 		{"AuditChain", testAuditChain},
@@ -455,6 +456,33 @@ func testListUnfinished(t *testing.T, db *testDB) {
 	}
 	if got, want := strings.Join(ids, ","), "op-8,op-6,op-3"; got != want {
 		t.Errorf("unfinished = %s, want %s (oldest first)", got, want)
+	}
+}
+
+// testListEndedSince: the gate learns from it that another replica ended a
+// re-registration; an operation that ends later than its creation is found
+// by the time it ended, and unfinished ones never.
+func testListEndedSince(t *testing.T, db *testDB) {
+	ctx := t.Context()
+	s := db.open(t)
+	mustCreate(t, s, newOp("old", "conn-a", at(0), StateSucceeded))
+	mustCreate(t, s, newOp("running", "conn-a", at(1), StateRunning))
+	late := mustCreate(t, s, newOp("late", "conn-b", at(2), StateRunning))
+	mustCreate(t, s, newOp("new", "conn-c", at(6), StateFailed))
+	late.State, late.UpdateTime = StateCancelled, at(8)
+	if err := s.UpdateOperation(ctx, late, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListEndedSince(ctx, at(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, op := range got {
+		ids = append(ids, op.ID)
+	}
+	if got, want := strings.Join(ids, ","), "new,late"; got != want {
+		t.Errorf("ended since = %s, want %s (by update, oldest first)", got, want)
 	}
 }
 
