@@ -29,7 +29,7 @@ func reregisterCommand() *command {
 		minArgs: 1, maxArgs: 1,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&dryRun, "dry-run", false, "run every check, change nothing")
-			fs.BoolVar(&wait, "wait", false, "wait until the operation is done")
+			fs.BoolVar(&wait, "wait", false, "wait until the operation is done or waits for a person; exit 0 succeeded, 1 ended otherwise, 2 not done")
 			fs.DurationVar(&waitFor, "wait-timeout", 5*time.Minute, "how long --wait waits")
 			fs.StringVar(&etag, "etag", "", "etag from compare: refuse if anything changed since")
 			fs.StringVar(&mappingID, "mapping-id", "", "the mapping to replace (required when compare says AMBIGUOUS)")
@@ -46,36 +46,24 @@ func reregisterCommand() *command {
 				return a.rpcFailed(err)
 			}
 			op := resp.GetOperation()
-			if wait && !op.GetDone() {
-				if op, err = waitOperation(ctx, c, op.GetName(), waitFor); err != nil {
-					return a.rpcFailed(err)
-				}
+			if !wait {
+				return a.printOperation(op)
 			}
-			return a.printOperation(op)
+			if op, err = waitOperation(ctx, c, op, waitFor); err != nil {
+				return a.rpcFailed(err)
+			}
+			return a.printWaited(op)
 		},
 	}
 }
 
-// untilPersonOrDone polls an operation until it is done or one of its steps
-// waits for a person's confirmation (manual registry), or total passes.
-func untilPersonOrDone(ctx context.Context, c certsyncv1.CertSyncServiceClient, op *certsyncv1.Operation, total time.Duration) (*certsyncv1.Operation, error) {
-	deadline := time.Now().Add(total)
-	for !op.GetDone() && !awaitsPerson(op) && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-		r, err := c.GetOperation(ctx, &certsyncv1.GetOperationRequest{Name: op.GetName()})
-		if err != nil {
-			return nil, err
-		}
-		op = r.GetOperation()
-	}
-	return op, nil
-}
-
+// awaitsPerson reports an operation that cannot go on by itself: it waits
+// for an approver, or a step waits for a person's confirmation (manual
+// registry).
 func awaitsPerson(op *certsyncv1.Operation) bool {
+	if op.GetState() == certsyncv1.OperationState_OPERATION_STATE_PENDING_APPROVAL {
+		return true
+	}
 	for _, s := range op.GetSteps() {
 		if s.GetState() == certsyncv1.StepState_STEP_STATE_AWAITING_CONFIRMATION && s.GetInstruction() != nil {
 			return true
@@ -84,22 +72,52 @@ func awaitsPerson(op *certsyncv1.Operation) bool {
 	return false
 }
 
-// waitOperation calls WaitOperation until the operation is done or total
-// passes; each call stays short so that proxies do not cut it.
-func waitOperation(ctx context.Context, c certsyncv1.CertSyncServiceClient, name string, total time.Duration) (*certsyncv1.Operation, error) {
+// waitSlice bounds one WaitOperation call: short enough to notice soon that
+// a step waits for a person (WaitOperation answers at the end only), long
+// enough not to poll.
+const waitSlice = 2 * time.Second
+
+// waitOperation calls WaitOperation until the operation is done, waits for
+// a person, or total passes.
+func waitOperation(ctx context.Context, c certsyncv1.CertSyncServiceClient, op *certsyncv1.Operation, total time.Duration) (*certsyncv1.Operation, error) {
 	deadline := time.Now().Add(total)
-	for {
+	for !op.GetDone() && !awaitsPerson(op) {
 		left := time.Until(deadline)
-		step := min(left, time.Minute)
+		if left <= 0 {
+			break
+		}
+		step := min(left, waitSlice)
 		cctx, cancel := context.WithTimeout(ctx, step+10*time.Second)
-		r, err := c.WaitOperation(cctx, &certsyncv1.WaitOperationRequest{Name: name, Timeout: durationpb.New(max(step, 0))})
+		r, err := c.WaitOperation(cctx, &certsyncv1.WaitOperationRequest{Name: op.GetName(), Timeout: durationpb.New(step)})
 		cancel()
 		if err != nil {
 			return nil, err
 		}
-		if r.GetOperation().GetDone() || time.Now().After(deadline) {
-			return r.GetOperation(), nil
-		}
+		op = r.GetOperation()
+	}
+	return op, nil
+}
+
+// Exit statuses after --wait, in the spirit of the gate's: go, no, later.
+const (
+	exitSucceeded = 0 // the operation succeeded
+	exitEnded     = 1 // it ended otherwise: failed, rolled back or cancelled
+	exitNotDone   = 2 // it still runs, or waits for a person
+)
+
+// printWaited prints an operation --wait waited for and returns the exit
+// status that tells a script how it stands.
+func (a *app) printWaited(op *certsyncv1.Operation) int {
+	if code := a.printOperation(op); code != 0 {
+		return code
+	}
+	switch {
+	case op.GetState() == certsyncv1.OperationState_OPERATION_STATE_SUCCEEDED:
+		return exitSucceeded
+	case op.GetDone():
+		return exitEnded
+	default:
+		return exitNotDone
 	}
 }
 
@@ -233,7 +251,7 @@ func operationCommand() *command {
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&certFile, "write-certificate", "", "save the certificate to upload (step awaiting confirmation) to this file, PEM")
 			fs.BoolVar(&force, "force", false, "with --write-certificate: replace an existing file")
-			fs.BoolVar(&wait, "wait", false, "wait until the operation is done or a step waits for a person")
+			fs.BoolVar(&wait, "wait", false, "wait until the operation is done or waits for a person; exit 0 succeeded, 1 ended otherwise, 2 not done")
 			fs.DurationVar(&waitFor, "wait-timeout", 5*time.Minute, "how long --wait waits")
 		},
 		run: func(ctx context.Context, a *app, c certsyncv1.CertSyncServiceClient, args []string) int {
@@ -247,7 +265,7 @@ func operationCommand() *command {
 				return a.rpcFailed(err)
 			}
 			if wait { // bounded by --wait-timeout, not by --timeout
-				op, err := untilPersonOrDone(ctx, c, resp.GetOperation(), waitFor)
+				op, err := waitOperation(ctx, c, resp.GetOperation(), waitFor)
 				if err != nil {
 					return a.rpcFailed(err)
 				}
@@ -257,6 +275,9 @@ func operationCommand() *command {
 				if err := a.writeCertificate(resp.GetOperation(), certFile, force); err != nil {
 					return a.fail("%v", err)
 				}
+			}
+			if wait {
+				return a.printWaited(resp.GetOperation())
 			}
 			return a.printOperation(resp.GetOperation())
 		},
