@@ -311,8 +311,10 @@ func (g *Gate) Refresh(ctx context.Context, connID string) (Verdict, error) {
 }
 
 func (g *Gate) refresh(ctx context.Context, e *entry) (Verdict, error) {
+	_, ended, _ := g.activity(ctx, e.id)
 	e.mu.Lock()
 	now := g.now()
+	g.forgetOutdatedLocked(e, ended, now)
 	c, err := g.startLocked(e, now)
 	if err != nil || c == nil {
 		v := e.published.withAge(now)
@@ -368,8 +370,11 @@ func (g *Gate) invalidateLocked(e *entry, now time.Time) {
 // forgetOutdatedLocked drops the evidence, and a gathering under way, that
 // started before the connection's latest re-registration ended. Invalidate
 // does so when this replica's own operation ends; this catches the ends it
-// is not told of (another replica's) and the instant between an end being
-// stored, where callers can already read it, and Invalidate.
+// is not told of (another replica's, seen within a second) and the instant
+// between an end being stored, where callers can already read it, and
+// Invalidate. Every path that answers from the cache or decides whether to
+// gather calls it first; Latest, which must never touch the store, does
+// not.
 func (g *Gate) forgetOutdatedLocked(e *entry, ended, now time.Time) {
 	if ended.IsZero() {
 		return

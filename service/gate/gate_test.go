@@ -542,6 +542,27 @@ func TestReregistrationEndedUnseen(t *testing.T) {
 	if v := f.check(t, "a", UseDefaultAge); v.Decision != Deny || f.w.count("a") != 2 {
 		t.Errorf("then: %v after %d gatherings, want the cached DENY", v.Decision, f.w.count("a"))
 	}
+
+	// A watcher that starts after another such end is not shown the
+	// cached DENY as current: it sees the evidence missing (unless the new
+	// gathering's verdict already replaced that), then the new ALLOW.
+	f.w.set("a", scim.Authenticated)
+	f.clock.Advance(5 * time.Second)
+	ops.mu.Lock()
+	ops.ended = f.clock.Now().Add(-time.Second)
+	ops.mu.Unlock()
+	ch, cancel, err := f.g.Subscribe("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	v := receive(t, ch)
+	if v.Decision == Inconclusive && reason(v) == ReasonEvidenceMissing {
+		v = receive(t, ch)
+	}
+	if v.Decision != Allow {
+		t.Errorf("watch: %v %s, want the new ALLOW", v.Decision, reason(v))
+	}
 }
 
 func TestUnknownConnectionAndClose(t *testing.T) {

@@ -45,6 +45,7 @@ func (g *Gate) Subscribe(connID string) (<-chan Verdict, func(), error) {
 		return nil, nil, err
 	}
 	s := &subscriber{ch: make(chan Verdict, 1)}
+	_, ended, _ := g.activity(g.base, connID)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	g.mu.Lock()
@@ -53,8 +54,9 @@ func (g *Gate) Subscribe(connID string) (<-chan Verdict, func(), error) {
 	if closed {
 		return nil, nil, ErrClosed
 	}
-	e.subs[s] = struct{}{}
 	now := g.now()
+	g.forgetOutdatedLocked(e, ended, now)
+	e.subs[s] = struct{}{}
 	if e.hasPublished {
 		s.offer(e.published.withAge(now))
 	}
@@ -146,8 +148,11 @@ func (g *Gate) jittered(d time.Duration) time.Duration {
 // lock. A failing Locker does not stop the refresh: stale health statuses are
 // worse than a replica probing once more, and the budget still holds.
 func (g *Gate) backgroundRefresh(ctx context.Context, e *entry) {
+	_, ended, _ := g.activity(ctx, e.id)
 	e.mu.Lock()
-	young := e.ev.Complete() && g.now().Sub(e.ev.CheckedAt) < g.o.RefreshInterval/2
+	now := g.now()
+	g.forgetOutdatedLocked(e, ended, now)
+	young := e.ev.Complete() && now.Sub(e.ev.CheckedAt) < g.o.RefreshInterval/2
 	e.mu.Unlock()
 	if young {
 		return

@@ -41,26 +41,52 @@ func TestActivitySeesOtherReplicas(t *testing.T) {
 		}
 	}
 
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	op, err := st.CreateOperation(ctx, &store.Operation{ID: "op-1", Connection: "c", State: store.StateRunning, CreateTime: now}, nil)
+	// Times in the past, as ends read from the store always are.
+	base := time.Now().UTC().Add(-10 * time.Second)
+	op, err := st.CreateOperation(ctx, &store.Operation{ID: "op-1", Connection: "c", State: store.StateRunning, CreateTime: base}, nil)
 	must(t, err)
 	eventually("another replica's operation runs", func(r string, _ time.Time) bool { return r == "op-1" })
 
-	end := now.Add(time.Second)
-	op.State, op.EndTime, op.UpdateTime = store.StateSucceeded, end, end
+	// Seen running, then ended: the end is the one stored, not the moment
+	// this replica noticed (evidence gathered in between stays good).
+	end := base.Add(time.Second)
+	op.State, op.EndTime, op.UpdateTime = store.StateSucceeded, end, time.Now()
 	must(t, st.UpdateOperation(ctx, op, nil))
-	eventually("it ended", func(r string, e time.Time) bool { return r == "" && !e.Before(end) })
+	eventually("it ended", func(r string, e time.Time) bool { return r == "" && !e.IsZero() })
+	if _, e := m.Activity(ctx, "c"); !e.Equal(end) {
+		t.Errorf("last end %v, want the stored %v", e, end)
+	}
 
 	// Started and ended between two looks: never seen running.
 	quickEnd := end.Add(2 * time.Second)
 	_, err = st.CreateOperation(ctx, &store.Operation{ID: "op-2", Connection: "c", State: store.StateFailed,
-		CreateTime: quickEnd.Add(-time.Millisecond), UpdateTime: quickEnd, EndTime: quickEnd}, nil)
+		CreateTime: quickEnd.Add(-time.Millisecond), UpdateTime: time.Now(), EndTime: quickEnd}, nil)
 	must(t, err)
 	eventually("a quick operation ended", func(_ string, e time.Time) bool { return e.Equal(quickEnd) })
 
+	// Another replica's clock runs ahead: its end counts from when it was
+	// read here, so that evidence gathered after that is not dropped.
+	ahead := time.Now().Add(time.Hour)
+	_, err = st.CreateOperation(ctx, &store.Operation{ID: "op-3", Connection: "d", State: store.StateSucceeded,
+		CreateTime: ahead, UpdateTime: ahead, EndTime: ahead}, nil)
+	must(t, err)
+	deadline := time.Now().Add(5 * time.Second)
+	var seen time.Time
+	for seen.IsZero() && time.Now().Before(deadline) {
+		_, seen = m.Activity(ctx, "d")
+		time.Sleep(50 * time.Millisecond)
+	}
+	if seen.IsZero() || seen.After(time.Now()) {
+		t.Fatalf("an end stamped an hour ahead reads as %v", seen)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the cache's second: read again
+	if _, again := m.Activity(ctx, "d"); !again.Equal(seen) {
+		t.Errorf("the same end moved from %v to %v", seen, again)
+	}
+
 	dryEnd := quickEnd.Add(time.Second)
-	_, err = st.CreateOperation(ctx, &store.Operation{ID: "op-3", Connection: "c", State: store.StateSucceeded, ValidateOnly: true,
-		CreateTime: dryEnd, UpdateTime: dryEnd, EndTime: dryEnd}, nil)
+	_, err = st.CreateOperation(ctx, &store.Operation{ID: "op-4", Connection: "c", State: store.StateSucceeded, ValidateOnly: true,
+		CreateTime: dryEnd, UpdateTime: time.Now(), EndTime: dryEnd}, nil)
 	must(t, err)
 	time.Sleep(1500 * time.Millisecond) // past the cache's second
 	if _, e := m.Activity(ctx, "c"); !e.Equal(quickEnd) {

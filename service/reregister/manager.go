@@ -92,6 +92,9 @@ type Manager struct {
 	// ended as far as this replica knows: its own at once, another
 	// replica's from the store within runningCacheTTL.
 	lastEnded map[string]time.Time
+	// endsKnown are the operations whose end was taken from the store,
+	// and when, for as long as the overlap may return them again.
+	endsKnown map[string]time.Time
 	// endedAsked is when the store was last asked for ended operations;
 	// created is when the manager was built, the first question's start.
 	endedAsked, created time.Time
@@ -142,7 +145,7 @@ func New(o Options) *Manager {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{o: o, log: o.Logger, ctx: ctx, cancel: cancel, running: map[string]bool{}, parked: map[string]bool{}, waiters: map[string][]chan struct{}{},
-		lastEnded: map[string]time.Time{}, created: o.Now()}
+		lastEnded: map[string]time.Time{}, endsKnown: map[string]time.Time{}, created: o.Now()}
 }
 
 // Drain waits until no operation runs here, or ctx ends. Operations that
@@ -414,25 +417,39 @@ func (m *Manager) refreshActivityLocked(ctx context.Context) bool {
 			unfinished[op.Connection] = op.ID
 		}
 	}
-	// An operation seen running before and gone now has ended, whoever
-	// ended it: now is late, but never too early, should the store's
-	// record of the end not be readable.
-	for conn := range m.unfinished {
-		if _, still := unfinished[conn]; !still {
-			m.noteEndedLocked(conn, now)
-		}
-	}
 	since := m.endedAsked
 	if since.IsZero() {
 		since = m.created
 	}
+	endedIDs := map[string]bool{}
 	if ended, err := m.o.Store.ListEndedSince(ctx, since.Add(-endedOverlap)); err == nil {
 		for _, op := range ended {
-			if !op.ValidateOnly {
-				m.noteEndedLocked(op.Connection, op.EndTime)
+			endedIDs[op.ID] = true
+			if _, known := m.endsKnown[op.ID]; known || op.ValidateOnly {
+				continue // the overlap returns ends already taken
+			}
+			m.endsKnown[op.ID] = now
+			// Another replica's clock may run ahead; an end read from
+			// the store has happened by now on this one.
+			at := op.EndTime
+			if at.After(now) {
+				at = now
+			}
+			m.noteEndedLocked(op.Connection, at)
+		}
+		for id, at := range m.endsKnown {
+			if now.Sub(at) > 2*endedOverlap {
+				delete(m.endsKnown, id)
 			}
 		}
 		m.endedAsked = now
+	}
+	// An operation seen running before, gone now and not among the ended
+	// ones (the store could not say, or it was removed) ended by now.
+	for conn, id := range m.unfinished {
+		if unfinished[conn] != id && !endedIDs[id] {
+			m.noteEndedLocked(conn, now)
+		}
 	}
 	m.unfinished, m.unfinishedAt = unfinished, time.Now()
 	return true
@@ -459,6 +476,10 @@ func (m *Manager) noteEnded(op *store.Operation) {
 	defer m.unfinishedMu.Unlock()
 	if !op.ValidateOnly {
 		m.noteEndedLocked(op.Connection, op.EndTime)
+	}
+	// Known ended: the next look must not take it for one that vanished.
+	if m.unfinished[op.Connection] == op.ID {
+		delete(m.unfinished, op.Connection)
 	}
 	m.unfinishedAt = time.Time{}
 }
