@@ -16,7 +16,9 @@ import (
 // outbound certificate that operators imported. Version 4 added the
 // target_records and ips_jobs tables, for connections whose SF registry is
 // manual, and the manual re-registration's fields of the operation document.
-const SchemaVersion = 4
+// Version 5 added an index on operations.update_time, which the gate's
+// question for recently ended operations (ListEndedSince) asks every second.
+const SchemaVersion = 5
 
 // SchemaTooNewError is returned by the Open functions when the database was
 // migrated by a newer certsync. errors.Is(err, ErrSchemaTooNew) holds.
@@ -333,6 +335,11 @@ var migrations = []migration{
 			)`,
 			`CREATE INDEX ips_jobs_newest ON ips_jobs (connection, start_time DESC, job_id DESC)`,
 		}
+	}},
+	{version: 5, stmts: func(dialect) []string {
+		// Operations are kept, so without it each question would read
+		// every finished operation.
+		return []string{`CREATE INDEX operations_updated ON operations (update_time)`}
 	}},
 }
 

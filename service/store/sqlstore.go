@@ -243,24 +243,25 @@ func (s *sqlStore) ListUnfinished(ctx context.Context) ([]*Operation, error) {
 }
 
 // ListEndedSince returns the finished operations updated at or after since:
-// the gate's view of re-registrations that other replicas ended. The table
-// holds few rows (operations are rare), so no index serves update_time.
+// the gate's view of re-registrations that other replicas ended. The query
+// asks by update time alone, which operations_updated serves (with a state
+// filter too, SQLite would pick the state index and read every finished
+// operation); the few recent rows are filtered here.
 func (s *sqlStore) ListEndedSince(ctx context.Context, since time.Time) ([]*Operation, error) {
-	args := make([]any, len(finalStates), len(finalStates)+1)
-	marks := make([]string, len(finalStates))
-	for i, st := range finalStates {
-		args[i] = string(st)
-		marks[i] = fmt.Sprintf("$%d", i+1)
-	}
 	at, err := columnTime("since", since)
 	if err != nil {
 		return nil, err
 	}
-	args = append(args, at)
-	out, err := s.queryOperations(ctx, `SELECT `+opColumns+` FROM operations
-		WHERE state IN (`+strings.Join(marks, ", ")+`) AND update_time >= $`+fmt.Sprint(len(args))+` ORDER BY update_time, id`, args...)
+	ops, err := s.queryOperations(ctx, `SELECT `+opColumns+` FROM operations
+		WHERE update_time >= $1 ORDER BY update_time, id`, at)
 	if err != nil {
 		return nil, fmt.Errorf("store: list ended operations: %w", err)
+	}
+	out := ops[:0]
+	for _, op := range ops {
+		if op.Done() {
+			out = append(out, op)
+		}
 	}
 	return out, nil
 }
