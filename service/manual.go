@@ -125,6 +125,11 @@ func (s *Server) ConfirmOperationStep(ctx context.Context, req *certsyncv1.Confi
 		return nil, toStatus(ctx, s.log, err)
 	}
 	s.audited(ctx, ev)
+	if op.Done() && s.gate != nil {
+		// A late upload on a failed operation: no run goes on to end and
+		// invalidate, and what SF shows has changed.
+		s.gate.Invalidate(op.Connection)
+	}
 	s.log.InfoContext(ctx, "manual step confirmed", "operation", operationPrefix+op.ID, "connection", connectionPrefix+op.Connection, "step", string(kind))
 	return &certsyncv1.ConfirmOperationStepResponse{Operation: operationProto(op)}, nil
 }

@@ -103,14 +103,19 @@ func (t *Tracker) Refresh(ctx context.Context, client Client, connection, jobID 
 	}
 	var logs LogSource = client
 	job, err := client.JobStatus(ctx, jobID)
-	if errors.Is(err, ips.ErrStatusUnsupported) {
-		// No status endpoint: a log with errors is a failed job.
+	if errors.Is(err, ips.ErrStatusUnsupported) || errors.Is(err, ips.ErrJobNotFound) {
+		// No status endpoint (a 404 may say so too: GET .../jobs/{id} is
+		// certsync's assumption): the log is all there is, and a log with
+		// errors is a failed job. A log that cannot be read is an error,
+		// never a clean job.
+		text, lerr := client.JobLogText(ctx, jobID)
+		if lerr != nil {
+			return nil, fmt.Errorf("IPS reports no status of job %s (%w), and its log could not be exported: %w", jobID, err, lerr)
+		}
 		job, err = ips.Job{ID: jobID, Status: rec.Status}, nil
-		if text, lerr := client.JobLogText(ctx, jobID); lerr == nil {
-			logs = FetchedLog(text)
-			if res, derr := DiagnoseLog(text); derr == nil && len(res.Findings) > 0 {
-				job.Status = ips.StatusFinishedWithError
-			}
+		logs = FetchedLog(text)
+		if res, derr := DiagnoseLog(text); derr == nil && len(res.Findings) > 0 {
+			job.Status = ips.StatusFinishedWithError
 		}
 	}
 	if err != nil {

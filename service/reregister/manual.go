@@ -244,7 +244,7 @@ func (r *run) timedOut(kind store.StepKind) (bool, error) {
 	s.Message = "nobody confirmed this step by " + s.Deadline.UTC().Format(time.RFC3339)
 	msg := "nobody confirmed the delete in time; nothing was confirmed changed in SF (if the mapping was deleted anyway, upload IPS's certificate: request a new re-registration)"
 	if kind != store.StepDeleteMapping {
-		msg = "the delete was confirmed but nobody confirmed the upload in time: SF may have no mapping for IPS, and every job fails until IPS's certificate is uploaded (request a new re-registration for the instructions)"
+		msg = "the delete was confirmed but nobody confirmed the upload in time: SF may have no mapping for IPS, and every job fails until IPS's certificate is uploaded; upload it as this operation's upload step says and confirm that step (still accepted), or request a new re-registration"
 	}
 	return r.doneUnlessChanged(store.StateFailed, &store.OperationError{Code: "DEADLINE_EXCEEDED", Reason: "CONFIRMATION_TIMEOUT", Message: msg,
 		Metadata: map[string]string{"step": string(kind), "deadline": s.Deadline.UTC().Format(time.RFC3339)}}, "")
@@ -294,13 +294,19 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 			return err
 		}
 	}
-	deadline := r.m.o.Now().Add(r.m.o.JobTimeout)
+	// The job's own start, journaled: a resumed run does not wait anew.
+	deadline := rec.StartTime.Add(r.m.o.JobTimeout)
 	client := c.IPS
 	noStatus := false // IPS serves no job status: the log is all there is
+	var logErr error  // without status: why the log could not be read (nil once it was)
 	for !job.Done() {
 		if !r.m.o.Now().Before(deadline) {
-			if noStatus {
+			if noStatus && logErr == nil {
 				return r.jobUnverified(job.ID, fmt.Sprintf("IPS does not report how jobs stand, and READ job %s's log showed no failing call within %s; the probe verified the mapping, look at the job in IPS to be sure", job.ID, r.m.o.JobTimeout))
+			}
+			if noStatus {
+				msg := fmt.Sprintf("IPS does not report how jobs stand, and READ job %s's log could not be read within %s (%v); nothing verified the job, look at it in IPS", job.ID, r.m.o.JobTimeout, logErr)
+				return r.failJob(msg, "JOB_STATUS_UNKNOWN", job.ID, "")
 			}
 			msg := fmt.Sprintf("IPS READ job %s did not finish within %s (last status %q); look at it in IPS", job.ID, r.m.o.JobTimeout, job.Status)
 			return r.failJob(msg, "JOB_TIMEOUT", job.ID, "")
@@ -314,6 +320,10 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 			// A log with a failing call is a failed job; a clean one says
 			// nothing yet.
 			fresh, err := tracker.Refresh(r.ctx, client, r.op.Connection, job.ID)
+			if r.ctx.Err() != nil {
+				return errHandOver
+			}
+			logErr = err
 			if err == nil && fresh.Done {
 				job = ips.Job{ID: job.ID, Status: fresh.Status}
 			}
@@ -321,10 +331,14 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 		}
 		next, err := client.JobStatus(r.ctx, job.ID)
 		switch {
+		case r.ctx.Err() != nil:
+			// Shutting down, or another replica took over: not IPS's
+			// answer, and not this run's to journal.
+			return errHandOver
 		case errors.Is(err, ips.ErrStatusUnsupported), errors.Is(err, ips.ErrJobNotFound):
 			// GET .../jobs/{id} is certsync's assumption, not IPS's
 			// documented API: without it, read the log instead.
-			noStatus = true
+			noStatus, logErr = true, errors.New("not read yet")
 			continue
 		case err != nil:
 			var e *ips.Error
@@ -371,6 +385,12 @@ func (r *run) startJob(c *inventory.Connection) (ips.Job, error) {
 			case <-time.After(wait):
 			}
 			continue
+		}
+		if r.ctx.Err() != nil {
+			return ips.Job{}, errHandOver // shutting down or handed over: recovery tries again
+		}
+		if errors.As(err, &e) && e.MayHaveStarted {
+			return ips.Job{}, r.failJob("IPS may or may not have started the READ job (its answer was lost: "+err.Error()+"); look at the source system's jobs in IPS", "JOB_NOT_STARTED", "", "")
 		}
 		return ips.Job{}, r.failJob("IPS did not start the READ job: "+err.Error(), "JOB_NOT_STARTED", "", "")
 	}
@@ -434,7 +454,8 @@ func (m *Manager) Confirm(ctx context.Context, req ConfirmRequest) (*store.Opera
 		if err != nil {
 			return nil, err
 		}
-		if op.Done() {
+		late := op.Done() && uploadTimedOut(op, req.Step)
+		if op.Done() && !late {
 			return nil, fault.New(fault.FailedPrecondition, "OPERATION_DONE", "operation %s already ended %s", name, op.State).With("operation", name).With("state", string(op.State))
 		}
 		if !op.Manual {
@@ -449,7 +470,7 @@ func (m *Manager) Confirm(ctx context.Context, req ConfirmRequest) (*store.Opera
 				awaiting = &op.Steps[i]
 			}
 		}
-		if s == nil || s.State != store.StepAwaitingConfirmation || s.Kind == store.StepAwaitApproval {
+		if !late && (s == nil || s.State != store.StepAwaitingConfirmation || s.Kind == store.StepAwaitApproval) {
 			e := fault.New(fault.FailedPrecondition, "STEP_NOT_AWAITING", "step %s of operation %s is not waiting for confirmation", req.Step, name).With("operation", name).With("step", string(req.Step))
 			if awaiting != nil {
 				e.Message += fmt.Sprintf("; step %s is", awaiting.Kind)
@@ -495,6 +516,13 @@ func (m *Manager) Confirm(ctx context.Context, req ConfirmRequest) (*store.Opera
 		if strings.TrimSpace(req.Note) != "" {
 			s.Message += ": " + req.Note
 		}
+		if late {
+			s.Message = "confirmed by " + req.By + " after the deadline"
+			if strings.TrimSpace(req.Note) != "" {
+				s.Message += ": " + req.Note
+			}
+			op.Notes = append(op.Notes, fmt.Sprintf("%s confirmed the upload at %s, after the operation had failed: the operation stays FAILED and certsync verified nothing; CheckGate probes", req.By, now.UTC().Format(time.RFC3339)))
+		}
 		if readBack != "" {
 			for i := range op.Steps {
 				if op.Steps[i].Kind == store.StepVerifyReadback {
@@ -514,6 +542,24 @@ func (m *Manager) Confirm(ctx context.Context, req ConfirmRequest) (*store.Opera
 		m.notify(op.ID)
 		return op, nil
 	}
+}
+
+// uploadTimedOut reports an operation that failed because nobody confirmed
+// its upload in time, after the delete was confirmed: SF may have had no
+// mapping for IPS since. A person who uploads later may still confirm that
+// step (and only that one, once), so that what SF shows is recorded and
+// compare stops reading the delete's "no mapping".
+func uploadTimedOut(op *store.Operation, step store.StepKind) bool {
+	if step != store.StepUploadCertificate || op.State != store.StateFailed || op.Error == nil ||
+		op.Error.Reason != "CONFIRMATION_TIMEOUT" || op.Error.Metadata["step"] != string(store.StepUploadCertificate) {
+		return false
+	}
+	for _, s := range op.Steps {
+		if s.Kind == store.StepUploadCertificate {
+			return s.State == store.StepFailed
+		}
+	}
+	return false
 }
 
 // recordConfirmed keeps what a confirmed step says SF now shows, so that

@@ -51,7 +51,8 @@ func (h *hookStore) UpdateOperation(ctx context.Context, op *store.Operation, a 
 
 // env is demo-desync on the manual driver, its store wrapped in a
 // hookStore; statusUnsupported puts a proxy before IPS that answers 501 to
-// GET .../jobs/{id} (an IPS without the status endpoint certsync assumes).
+// GET .../jobs/{id} (an IPS without the status endpoint certsync assumes);
+// setupProxied chooses the proxy's answers.
 type env struct {
 	st    store.Store
 	hs    *hookStore
@@ -61,6 +62,22 @@ type env struct {
 }
 
 func setup(t *testing.T, statusUnsupported bool) *env {
+	if statusUnsupported {
+		return setupProxied(t, http.StatusNotImplemented, 0)
+	}
+	return setupProxied(t, 0, 0)
+}
+
+// statusHang makes the proxy hold GET .../jobs/{id} unanswered, after a
+// word on hangs.
+const statusHang = -1
+
+var hangs = make(chan struct{}, 100)
+
+// setupProxied answers GET .../jobs/{id} with jobStatus and the log export
+// with logStatus, where they are not 0; the rest goes to the sandbox's IPS.
+func setupProxied(t *testing.T, jobStatus, logStatus int) *env {
+	statusUnsupported := jobStatus != 0 || logStatus != 0
 	ctx := context.Background()
 	sb, err := sandbox.New(sandbox.Options{Addr: "127.0.0.1:0"})
 	must(t, err)
@@ -87,8 +104,17 @@ func setup(t *testing.T, statusUnsupported bool) *env {
 				rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
 				rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 				px := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/jobs/") {
-						w.WriteHeader(http.StatusNotImplemented)
+					if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/jobs/") && jobStatus == statusHang {
+						hangs <- struct{}{}
+						<-r.Context().Done() // until the caller gives up
+						return
+					}
+					if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/jobs/") && jobStatus != 0 {
+						w.WriteHeader(jobStatus)
+						return
+					}
+					if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/jobLogs/") && logStatus != 0 {
+						w.WriteHeader(logStatus)
 						return
 					}
 					rp.ServeHTTP(w, r)
@@ -223,6 +249,29 @@ func TestManualConfirmRacesTimeout(t *testing.T) {
 	if stepState(final, store.StepDeleteMapping) != store.StepSucceeded || final.Error == nil || final.Error.Metadata["step"] != string(store.StepUploadCertificate) {
 		t.Fatalf("final %s, delete %s, error %+v", final.State, stepState(final, store.StepDeleteMapping), final.Error)
 	}
+
+	// The person uploads late. That upload may still be confirmed, once,
+	// so that what SF shows is recorded (compare would otherwise go on
+	// reading the delete's "no mapping"); the operation stays FAILED.
+	deleteAsPerson(t, e) // what the confirmation said was done
+	uploadAsPerson(t, e, final)
+	if _, err := m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"}); err == nil {
+		t.Error("a late confirmation of the delete was taken")
+	}
+	late, err := m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "carol", Note: "uploaded the next morning"})
+	must(t, err)
+	if late.State != store.StateFailed || stepState(late, store.StepUploadCertificate) != store.StepSucceeded ||
+		!strings.Contains(stepMessage(late, store.StepUploadCertificate), "after the deadline") {
+		t.Errorf("after the late confirmation: %s, upload %s %q", late.State, stepState(late, store.StepUploadCertificate), stepMessage(late, store.StepUploadCertificate))
+	}
+	rec, err := e.st.LatestTargetRecord(ctx, "demo-desync")
+	must(t, err)
+	if rec.Absent || len(rec.DER) == 0 || rec.RecordedBy != "carol" {
+		t.Errorf("latest record after the late upload: %+v", rec)
+	}
+	if _, err := m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "carol"}); err == nil {
+		t.Error("the late upload was confirmed twice")
+	}
 }
 
 // An IPS without the job-status endpoint certsync assumes: the job is
@@ -253,6 +302,86 @@ func TestManualVerifyJobWithoutStatusEndpoint(t *testing.T) {
 	msg := stepMessage(final, store.StepVerifyJob)
 	if final.State != store.StateSucceeded || stepState(final, store.StepVerifyJob) != store.StepSkipped || !strings.Contains(msg, "does not report") {
 		t.Fatalf("final %s %+v, job step %s %q", final.State, final.Error, stepState(final, store.StepVerifyJob), msg)
+	}
+}
+
+// An IPS that answers 404 to the job-status URL certsync assumes is judged
+// by the job's log like one that answers 501; and when the log cannot be
+// exported either, nothing verified the job: the operation fails, it never
+// claims that a log it did not read was clean.
+func TestManualVerifyJobStatusNotFoundAndNoLog(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		jobStatus, logStatus int
+		state                store.OperationState
+		jobStep              store.StepState
+		want                 string
+	}{
+		{"404 status, log read", http.StatusNotFound, 0, store.StateSucceeded, store.StepSkipped, "showed no failing call"},
+		{"501 status, no log", http.StatusNotImplemented, http.StatusNotFound, store.StateFailed, store.StepFailed, "could not be read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := setupProxied(t, tc.jobStatus, tc.logStatus)
+			e.opts.JobTimeout = time.Second
+			m := reregister.New(e.opts)
+			t.Cleanup(m.Close)
+			op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+			must(t, err)
+			waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+				return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+			})
+			deleteAsPerson(t, e)
+			_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+			must(t, err)
+			uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+				return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
+			}))
+			_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
+			must(t, err)
+			final, err := m.Wait(ctx, op.ID, 30*time.Second)
+			must(t, err)
+			msg := stepMessage(final, store.StepVerifyJob)
+			if final.State != tc.state || stepState(final, store.StepVerifyJob) != tc.jobStep || !strings.Contains(msg, tc.want) {
+				t.Fatalf("final %s %+v, job step %s %q", final.State, final.Error, stepState(final, store.StepVerifyJob), msg)
+			}
+			if tc.state == store.StateFailed && (final.Error == nil || final.Error.Reason != "JOB_STATUS_UNKNOWN") {
+				t.Errorf("error %+v, want JOB_STATUS_UNKNOWN", final.Error)
+			}
+		})
+	}
+}
+
+// A replica that stops while it asks IPS how the READ job stands hands the
+// operation over: the cancelled call is not IPS's answer, so the operation
+// is not failed, and the next process resumes it.
+func TestManualShutdownDuringJobStatus(t *testing.T) {
+	ctx := context.Background()
+	e := setupProxied(t, statusHang, 0)
+	m := reregister.New(e.opts)
+	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+	must(t, err)
+	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+	})
+	deleteAsPerson(t, e)
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+	must(t, err)
+	uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
+	}))
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
+	must(t, err)
+	select {
+	case <-hangs:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the READ job's status was never asked")
+	}
+	m.Close()
+	got, err := e.st.GetOperation(ctx, op.ID)
+	must(t, err)
+	if got.Done() || stepState(got, store.StepVerifyJob) != store.StepRunning {
+		t.Fatalf("after a shutdown mid-call: %s %+v, job step %s %q", got.State, got.Error, stepState(got, store.StepVerifyJob), stepMessage(got, store.StepVerifyJob))
 	}
 }
 

@@ -485,6 +485,11 @@ func (r *run) probe(c *inventory.Connection, last bool) error {
 	for {
 		attempts++
 		res = c.Prober.Probe(r.ctx)
+		if r.ctx.Err() != nil {
+			// Shutting down or handed over: the probe's failure is ours,
+			// not SF's answer; recovery probes again.
+			return errHandOver
+		}
 		if res.Outcome == scim.Authenticated || !r.m.o.Now().Add(r.m.o.ProbeInterval).Before(deadline) {
 			break
 		}

@@ -1423,7 +1423,10 @@ type ConfirmOperationStepRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "operations/{id}".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The step confirmed; must be the one awaiting confirmation.
+	// The step confirmed; must be the one awaiting confirmation. One
+	// exception: the upload step of an operation that failed because nobody
+	// confirmed that upload in time may still be confirmed, once, so that
+	// what SF shows is recorded; that operation stays FAILED.
 	Step StepKind `protobuf:"varint,2,opt,name=step,proto3,enum=certsync.v1.StepKind" json:"step,omitempty"`
 	// What the person saw or did; kept in the audit.
 	Note string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
