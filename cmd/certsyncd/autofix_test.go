@@ -77,6 +77,11 @@ func TestAutomaticRemediation(t *testing.T) {
 			if g.GetDecision() != certsyncv1.GateDecision_GATE_DECISION_ALLOW {
 				t.Errorf("gate after automatic remediation: %v %s", g.GetDecision(), g.GetSummary())
 			}
+			// The verdict says what certsync did by itself (a warning:
+			// SF had drifted), even in the default view.
+			if !hasCondition(g.GetConditions(), "AutomaticRemediation", "AutomaticallyReregistered") {
+				t.Errorf("the verdict does not show the automatic re-registration: %v", g.GetConditions())
+			}
 			break
 		}
 		time.Sleep(max(g.GetRetryAfter().AsDuration(), 100*time.Millisecond))
@@ -95,6 +100,10 @@ func TestAutomaticRemediation(t *testing.T) {
 	if ops := opsOf("demo-stuck"); len(ops) != 1 || ops[0].GetState() != certsyncv1.OperationState_OPERATION_STATE_FAILED {
 		t.Errorf("demo-stuck: %d operations, latest %v", len(ops), ops[0].GetState())
 	}
+	if g, err := s.client.CheckGate(ctx, &certsyncv1.CheckGateRequest{Name: "demo-stuck"}); err != nil ||
+		!hasCondition(g.GetConditions(), "AutomaticRemediation", "AutomaticRemediationFailed") {
+		t.Errorf("demo-stuck's verdict does not say that its automatic re-registration did not help: %v %v", g.GetConditions(), err)
+	}
 	if ops := opsOf("demo-company-id"); len(ops) != 0 {
 		t.Errorf("demo-company-id was touched without opt-in: %d operations", len(ops))
 	}
@@ -111,4 +120,13 @@ func TestAutomaticRemediation(t *testing.T) {
 	if !found {
 		t.Errorf("no audit event for the automatic remediation: %v", events.GetEvents())
 	}
+}
+
+func hasCondition(cs []*certsyncv1.Condition, typ, reason string) bool {
+	for _, c := range cs {
+		if c.GetType() == typ && c.GetReason() == reason {
+			return true
+		}
+	}
+	return false
 }

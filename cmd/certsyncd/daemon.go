@@ -141,7 +141,8 @@ func start(ctx context.Context, cfg *config.Config, problems config.Problems, lo
 		},
 	})
 	d.onClose(d.ops.Close)
-	rem, err := autofix.New(autofix.Options{Ops: d.ops, Store: d.st, Connections: cfg.Connections, Logger: log.With("component", "autofix")})
+	rem, err := autofix.New(autofix.Options{Ops: d.ops, Store: d.st, Connections: cfg.Connections,
+		RefreshInterval: time.Duration(*cfg.Server.RefreshInterval), Logger: log.With("component", "autofix")})
 	if err != nil {
 		return nil, err
 	}

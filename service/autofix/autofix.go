@@ -37,9 +37,11 @@ const (
 	PatternRenewalPending Pattern = "IPS's active certificate is valid and differs from SF's (a renewal not yet uploaded)"
 )
 
-// Classify says which fixable pattern the evidence shows, if any.
+// Classify says which fixable pattern the evidence shows, if any. It asks
+// for complete evidence: never during an SF outage, or while SF's mappings
+// cannot be read.
 func Classify(ev *gate.Evidence, now time.Time) Pattern {
-	if ev == nil || ev.Comparison == nil || ev.Probe == nil || ev.Source == nil {
+	if !ev.Complete() || ev.Comparison == nil || ev.Source == nil {
 		return PatternNone
 	}
 	if ev.Source.Expired(now) || ev.Source.NotYetValid(now) || !ev.Source.ClientAuth {
@@ -47,9 +49,22 @@ func Classify(ev *gate.Evidence, now time.Time) Pattern {
 	}
 	switch c := ev.Comparison; {
 	case c.Result == compare.ResultMatch && ev.Probe.Outcome == scim.InvalidClientCertificate && ev.Probe.ErrorCode == "AUTH0032":
+		// SF's rejection speaks for IPS's mapping only when the probe
+		// presented IPS's certificate; a separate identity's rejection
+		// says nothing about it (re-registering would touch a mapping
+		// that may work).
+		if !ev.ProbePresentsSource() {
+			return PatternNone
+		}
 		return PatternNotSynced
 	case c.Result == compare.ResultMismatch && c.SameSubjectAndIssuer:
-		return PatternRenewalPending
+		// SF answered about the certificate: it did not ask for other
+		// credentials or refuse permissions, which a new upload does
+		// not fix.
+		switch ev.Probe.Outcome {
+		case scim.Authenticated, scim.InvalidClientCertificate, scim.TLSRejected:
+			return PatternRenewalPending
+		}
 	}
 	return PatternNone
 }
@@ -59,8 +74,12 @@ type Options struct {
 	Ops         *reregister.Manager
 	Store       store.Store
 	Connections []config.Connection
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// RefreshInterval is the background refresh's: two sightings count as
+	// "in a row" only within two and a half of them. 0 means the gate's
+	// default.
+	RefreshInterval time.Duration
+	Now             func() time.Time
+	Logger          *slog.Logger
 }
 
 // Remediator watches the background refresh.
@@ -76,6 +95,9 @@ type streak struct {
 	pattern Pattern
 	etag    string
 	count   int
+	// seen is the CheckedAt of the last evidence counted: the same
+	// gathering handed over twice is one sighting.
+	seen time.Time
 }
 
 // New builds a Remediator; connections without auto_remediation.enabled
@@ -112,10 +134,15 @@ func (r *Remediator) Observe(ctx context.Context, ev *gate.Evidence) {
 	p := Classify(ev, now)
 	r.mu.Lock()
 	s := r.streak[ev.Connection]
-	if p == PatternNone || p != s.pattern || ev.Comparison.Etag != s.etag {
+	if ev.CheckedAt.Equal(s.seen) {
+		r.mu.Unlock()
+		return // this gathering was counted already
+	}
+	if p == PatternNone || p != s.pattern || etagOf(ev) != s.etag || ev.CheckedAt.Sub(s.seen) > r.maxGap() {
 		s = streak{pattern: p, etag: etagOf(ev)}
 	}
 	s.count++
+	s.seen = ev.CheckedAt
 	if p == PatternNone {
 		s.count = 0
 	}
@@ -125,12 +152,6 @@ func (r *Remediator) Observe(ctx context.Context, ev *gate.Evidence) {
 		return
 	}
 	log := r.o.Logger.With("connection", ev.Connection, "pattern", string(p))
-	// A re-registration that did not help is not tried again: the next step
-	// is a person (check sf.company.id, then escalate).
-	if l := ev.LastReregistration; l != nil && l.State == string(store.StateFailed) && now.Sub(l.Ended) < 24*time.Hour {
-		log.Info("automatic remediation skipped: the last re-registration did not help; escalate instead")
-		return
-	}
 	if !inWindows(cfg.Windows, now) {
 		log.Info("automatic remediation waits for the connection's change window")
 		return
@@ -139,11 +160,19 @@ func (r *Remediator) Observe(ctx context.Context, ev *gate.Evidence) {
 	if max <= 0 {
 		max = 1
 	}
-	if n, err := r.usedToday(ctx, ev.Connection, now); err != nil {
-		log.Warn("automatic remediation: cannot count today's runs", "err", err)
+	day, err := r.lastDay(ctx, ev.Connection, now)
+	if err != nil {
+		log.Warn("automatic remediation: cannot read the last day's operations", "err", err)
 		return
-	} else if n >= max {
-		log.Info("automatic remediation budget used up for today", "used", n, "max_per_day", max)
+	}
+	// A re-registration that did not help is not tried again: the next step
+	// is a person (check sf.company.id, then escalate).
+	if day.didNotHelp != "" {
+		log.Info("automatic remediation skipped: a re-registration in the last 24 hours did not help; escalate instead", "operation", day.didNotHelp)
+		return
+	}
+	if day.automatic >= max {
+		log.Info("automatic remediation budget used up for today", "used", day.automatic, "max_per_day", max)
 		return
 	}
 	audit := &store.AuditEvent{Time: now, Identity: Identity, Role: "service", RPC: "automatic-remediation",
@@ -169,18 +198,55 @@ func etagOf(ev *gate.Evidence) string {
 	return ev.Comparison.Etag
 }
 
-func (r *Remediator) usedToday(ctx context.Context, connID string, now time.Time) (int, error) {
-	ops, _, err := r.o.Store.ListOperations(ctx, store.ListFilter{Connection: connID, PageSize: 100})
-	if err != nil {
-		return 0, err
+// maxGap is how far apart two sightings may be and still be "in a row".
+func (r *Remediator) maxGap() time.Duration {
+	interval := r.o.RefreshInterval
+	if interval <= 0 {
+		interval = gate.DefaultRefreshInterval
 	}
-	n := 0
-	for _, op := range ops {
-		if op.Automatic && now.Sub(op.CreateTime) < 24*time.Hour {
-			n++
+	return interval * 5 / 2
+}
+
+// day is what the last 24 hours say about a connection's re-registrations.
+type day struct {
+	automatic int // automatic ones started
+	// didNotHelp is the latest real one that ended in the last 24 hours,
+	// cancelled ones aside, when it ended FAILED or ROLLED_BACK.
+	didNotHelp string
+}
+
+// lastDay reads every operation of the connection created in the last two
+// days, page by page (validate-only runs must not push real ones off a
+// single page): an operation created yesterday may have ended today.
+func (r *Remediator) lastDay(ctx context.Context, connID string, now time.Time) (day, error) {
+	var d day
+	judged := false // the latest real outcome was seen
+	f := store.ListFilter{Connection: connID, PageSize: 100}
+	for {
+		ops, next, err := r.o.Store.ListOperations(ctx, f)
+		if err != nil {
+			return d, err
 		}
+		for _, op := range ops {
+			if now.Sub(op.CreateTime) >= 48*time.Hour {
+				return d, nil // newest first: the rest is older
+			}
+			if op.Automatic && now.Sub(op.CreateTime) < 24*time.Hour {
+				d.automatic++
+			}
+			if judged || op.ValidateOnly || !op.Done() || op.State == store.StateCancelled || now.Sub(op.EndTime) >= 24*time.Hour {
+				continue
+			}
+			judged = true
+			if op.State == store.StateFailed || op.State == store.StateRolledBack {
+				d.didNotHelp = op.ID
+			}
+		}
+		if next == "" {
+			return d, nil
+		}
+		f.PageToken = next
 	}
-	return n, nil
 }
 
 // Window is a weekly change window in UTC.

@@ -340,8 +340,7 @@ func (d *decider) personSide() bool {
 // old mapping only), or a recent READ job that succeeded.
 func (d *decider) ipsMappingProven() bool {
 	ev := d.ev
-	if ev.Probe != nil && ev.Probe.Outcome == scim.Authenticated && ev.Config.Probe.Identity != "separate" &&
-		ev.ProbeCert != nil && ev.Source != nil && ev.ProbeCert.SHA256 == ev.Source.SHA256 {
+	if ev.ProbePresentsSource() && ev.Probe.Outcome == scim.Authenticated {
 		return true
 	}
 	job := d.recentJob()
@@ -566,7 +565,11 @@ func (d *decider) operations() {
 	if ev.Running != "" {
 		d.running = true
 		c.Status, c.Severity, c.Reason, c.Inconclusive = False, Warning, ReasonReregistrationRunning, true
-		c.Message = fmt.Sprintf("re-registration operations/%s is running: SF's mapping may be missing or unsynchronized until it ends", ev.Running)
+		who := ""
+		if ev.RunningAutomatic {
+			who = ", started by certsync itself (automatic remediation),"
+		}
+		c.Message = fmt.Sprintf("re-registration operations/%s%s is running: SF's mapping may be missing or unsynchronized until it ends", ev.Running, who)
 		d.retryAfter(d.p.RunningRetryAfter)
 		d.remedy(bucketRetry, pick(diagnose.CauseServerError, diagnose.Situation{}, diagnose.ActionRetryLater)...)
 	} else {
@@ -574,6 +577,41 @@ func (d *decider) operations() {
 		if last := ev.LastReregistration; last != nil && last.State == StateFailed {
 			c.Message += fmt.Sprintf("; the last one ended FAILED on %s", last.Ended.UTC().Format("2006-01-02 15:04 MST"))
 		}
+	}
+	d.add(c)
+	d.automaticRemediation()
+}
+
+// automaticRemediation shows, for a connection that has it on, what
+// certsync did by itself in the last day: a person reading the verdict
+// learns that SF drifted and was fixed, or that the fix did not help.
+func (d *decider) automaticRemediation() {
+	ev := d.ev
+	ar := ev.Config.AutoRemediation
+	if !ar.Enabled {
+		return
+	}
+	c := Condition{Type: TypeAutomaticRemediation, Source: FromOperation}
+	last := ev.LastReregistration
+	recent := last != nil && last.Automatic && ev.CheckedAt.Sub(last.Ended) < 24*time.Hour
+	switch {
+	case ev.Running != "" && ev.RunningAutomatic:
+		return // NoReregistrationRunning says it
+	case recent && last.State == string(store.StateSucceeded):
+		c.Status, c.Severity, c.Reason = True, Warning, "AutomaticallyReregistered"
+		c.Message = fmt.Sprintf("certsync re-registered IPS's certificate by itself at %s (operations/%s, %s): SF had drifted; if this repeats, escalate to LOD-SF-PLT-IAS",
+			last.Ended.UTC().Format("2006-01-02 15:04 MST"), last.ID, last.Reason)
+	case recent && (last.State == StateFailed || last.State == string(store.StateRolledBack)):
+		c.Status, c.Severity, c.Reason = False, Warning, "AutomaticRemediationFailed"
+		c.Message = fmt.Sprintf("certsync's own re-registration operations/%s at %s ended %s (%s): it does not try again within 24 hours; follow the remediation",
+			last.ID, last.Ended.UTC().Format("2006-01-02 15:04 MST"), last.State, last.Reason)
+	default:
+		c.Status, c.Severity, c.Reason = True, Info, "Armed"
+		c.Message = fmt.Sprintf("automatic remediation is on (at most %d a day", max(ar.MaxPerDay, 1))
+		if len(ar.Windows) > 0 {
+			c.Message += ", within " + strings.Join(ar.Windows, "; ") + " UTC"
+		}
+		c.Message += "); certsync did nothing by itself in the last 24 hours"
 	}
 	d.add(c)
 }

@@ -526,3 +526,57 @@ func TestCompleteness(t *testing.T) {
 		t.Error("a refusal is incomplete")
 	}
 }
+
+// TestAutomaticRemediationInTheVerdict: what certsync did by itself shows in
+// the verdict of a connection that has automatic remediation on: a fix in
+// the last day as a warning (SF drifted), a fix that did not help as a
+// warning that it will not try again, a running one named as its own.
+func TestAutomaticRemediationInTheVerdict(t *testing.T) {
+	at := func(state string, ago time.Duration) *Evidence {
+		ev := healthy()
+		ev.Config.AutoRemediation = config.AutoRemediation{Enabled: true, MaxPerDay: 2}
+		if state != "" {
+			ev.LastReregistration = &Reregistration{ID: "op-9", State: state, Ended: t0.Add(-ago), Automatic: true,
+				Reason: "automatic remediation: fingerprints match but SF answers AUTH0032 (KBA 3505973)"}
+		}
+		return ev
+	}
+	for _, tc := range []struct {
+		name     string
+		ev       *Evidence
+		status   Status
+		severity Severity
+		reason   string
+	}{
+		{"nothing done", at("", 0), True, Info, "Armed"},
+		{"fixed an hour ago", at("SUCCEEDED", time.Hour), True, Warning, "AutomaticallyReregistered"},
+		{"fixed two days ago", at("SUCCEEDED", 48*time.Hour), True, Info, "Armed"},
+		{"did not help", at("FAILED", time.Hour), False, Warning, "AutomaticRemediationFailed"},
+		{"rolled back", at("ROLLED_BACK", time.Hour), False, Warning, "AutomaticRemediationFailed"},
+	} {
+		v := Decide(tc.ev, Policy{}.withDefaults())
+		c, ok := condition(v, TypeAutomaticRemediation)
+		if !ok || c.Status != tc.status || c.Severity != tc.severity || c.Reason != tc.reason || c.Source != FromOperation {
+			t.Errorf("%s: %+v (present %v)", tc.name, c, ok)
+		}
+		if v.Decision != Allow {
+			t.Errorf("%s: %v; a warning alone does not block", tc.name, v.Decision)
+		}
+	}
+	if c, ok := condition(verdictOf(at("SUCCEEDED", time.Hour)), TypeAutomaticRemediation); !ok || !strings.Contains(c.Message, "operations/op-9") || !strings.Contains(c.Message, "AUTH0032") {
+		t.Errorf("message: %q", c.Message)
+	}
+	off := healthy()
+	off.LastReregistration = &Reregistration{ID: "op-9", State: "SUCCEEDED", Ended: t0.Add(-time.Hour), Automatic: true}
+	if _, ok := condition(Decide(off, Policy{}.withDefaults()), TypeAutomaticRemediation); ok {
+		t.Error("a condition for a connection without automatic remediation")
+	}
+	running := at("", 0)
+	running.Running, running.RunningAutomatic = "op-10", true
+	r := Decide(running, Policy{}.withDefaults())
+	if c, _ := condition(r, TypeNoReregistrationRunning); r.Decision != Inconclusive || !strings.Contains(c.Message, "started by certsync itself") {
+		t.Errorf("running: %v %q", r.Decision, c.Message)
+	}
+}
+
+func verdictOf(ev *Evidence) Verdict { return Decide(ev, Policy{}.withDefaults()) }

@@ -55,6 +55,9 @@ type Evidence struct {
 
 	// Running is the id of a running re-registration of the connection.
 	Running string
+	// RunningAutomatic says that certsync started it itself (automatic
+	// remediation), as far as the gathering could tell.
+	RunningAutomatic bool
 	// LastReregistration is the connection's latest finished
 	// re-registration, if any.
 	LastReregistration *Reregistration
@@ -72,6 +75,16 @@ type Reregistration struct {
 	// State is "SUCCEEDED", "FAILED", "ROLLED_BACK" or "CANCELLED".
 	State string
 	Ended time.Time
+	// Automatic says that certsync started it itself, for Reason.
+	Automatic bool
+	Reason    string
+}
+
+// ProbePresentsSource reports a probe that presented IPS's own active
+// certificate: only then does SF's answer to it speak for IPS's mapping.
+func (ev *Evidence) ProbePresentsSource() bool {
+	return ev.Probe != nil && ev.Config.Probe.Identity != "separate" &&
+		ev.ProbeCert != nil && ev.Source != nil && ev.ProbeCert.SHA256 == ev.Source.SHA256
 }
 
 // Complete reports whether the gathering reached everything it asked. An
@@ -122,8 +135,13 @@ func (g *Gate) collect(ctx context.Context, c *inventory.Connection, start time.
 	ev.ProbeCert, ev.ProbeCertErr = readCertificate(c.Config.Probe.CertFile)
 	if ops := g.o.Operations; ops != nil {
 		ev.Running, _ = ops.Activity(ctx, c.Config.ID)
-		if id, state, ended, ok := ops.LastReregistration(ctx, c.Config.ID); ok {
-			ev.LastReregistration = &Reregistration{ID: id, State: state, Ended: ended}
+		if ev.Running != "" {
+			if op, err := ops.Get(ctx, ev.Running); err == nil {
+				ev.RunningAutomatic = op.Automatic
+			}
+		}
+		if op := ops.LastReregistration(ctx, c.Config.ID); op != nil {
+			ev.LastReregistration = &Reregistration{ID: op.ID, State: string(op.State), Ended: op.EndTime, Automatic: op.Automatic, Reason: op.Reason}
 		}
 	}
 	if c.Config.Probe.Identity == "separate" && g.o.Jobs != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/certsync/certsync/service/fault"
 	"github.com/certsync/certsync/service/inventory"
 	"github.com/certsync/certsync/service/ipsjobs"
+	"github.com/certsync/certsync/service/store"
 )
 
 // Operations says what re-registrations are doing; the re-registration
@@ -25,10 +26,11 @@ type Operations interface {
 	// as far as this replica knows (zero when none did): evidence gathered
 	// before then no longer holds. The gate asks on every answer.
 	Activity(ctx context.Context, connID string) (running string, lastEnded time.Time)
-	// LastReregistration returns the operation id, final state
-	// ("SUCCEEDED", "FAILED", "ROLLED_BACK", "CANCELLED") and end time of
-	// the connection's latest finished re-registration.
-	LastReregistration(ctx context.Context, connID string) (opID, state string, ended time.Time, ok bool)
+	// LastReregistration returns the connection's latest finished
+	// re-registration (not a validate-only run), or nil.
+	LastReregistration(ctx context.Context, connID string) *store.Operation
+	// Get returns one operation: the gate asks who started a running one.
+	Get(ctx context.Context, id string) (*store.Operation, error)
 }
 
 // Locker lets several replicas share the background refresh: the replica

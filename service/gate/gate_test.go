@@ -13,6 +13,7 @@ import (
 	"github.com/certsync/certsync/service/fault"
 	"github.com/certsync/certsync/service/inventory"
 	"github.com/certsync/certsync/service/scim"
+	"github.com/certsync/certsync/service/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -476,13 +477,17 @@ func (o *fakeOps) Activity(context.Context, string) (string, time.Time) {
 	return o.running, o.ended
 }
 
-func (o *fakeOps) LastReregistration(context.Context, string) (string, string, time.Time, bool) {
+func (o *fakeOps) LastReregistration(context.Context, string) *store.Operation {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.last == nil {
-		return "", "", time.Time{}, false
+		return nil
 	}
-	return o.last.ID, o.last.State, o.last.Ended, true
+	return &store.Operation{ID: o.last.ID, State: store.OperationState(o.last.State), EndTime: o.last.Ended, Automatic: o.last.Automatic, Reason: o.last.Reason}
+}
+
+func (o *fakeOps) Get(_ context.Context, id string) (*store.Operation, error) {
+	return &store.Operation{ID: id, State: store.StateRunning}, nil
 }
 
 func (o *fakeOps) set(id string) {

@@ -104,6 +104,7 @@ const (
 	TypeIpsMappingAuthenticates  = "IpsMappingAuthenticates"
 	TypeProbeCertificateValid    = "ProbeCertificateValid"
 	TypeNoReregistrationRunning  = "NoReregistrationRunning"
+	TypeAutomaticRemediation     = "AutomaticRemediation"
 	// TypeEvidenceFresh appears only when the gate answers without evidence
 	// fresh enough for the caller.
 	TypeEvidenceFresh = "EvidenceFresh"

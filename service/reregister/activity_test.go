@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certsync/certsync/service/fault"
 	"github.com/certsync/certsync/service/reregister"
 	"github.com/certsync/certsync/service/store"
 )
@@ -91,5 +92,26 @@ func TestActivitySeesOtherReplicas(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // past the cache's second
 	if _, e := m.Activity(ctx, "c"); !e.Equal(quickEnd) {
 		t.Errorf("a validate-only run moved the last end to %v", e)
+	}
+}
+
+// TestNothingStartsWhileDraining: once a replica drains for shutdown,
+// nothing new starts there (automatic remediation runs until the very end
+// of a shutdown, and Close could stop a new operation between its delete
+// and its upload); the caller is told to ask again.
+func TestNothingStartsWhileDraining(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "", t.TempDir())
+	must(t, err)
+	t.Cleanup(func() { st.Close() })
+	m := reregister.New(reregister.Options{Store: st})
+	t.Cleanup(m.Close)
+	m.Drain(ctx)
+	_, err = m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "certsync", Automatic: true})
+	if fe, ok := fault.As(err); !ok || fe.Kind != fault.Unavailable || fe.Reason != "SHUTTING_DOWN" {
+		t.Fatalf("Start while draining: %v", err)
+	}
+	if ops, _, err := st.ListOperations(ctx, store.ListFilter{}); err != nil || len(ops) != 0 {
+		t.Errorf("%d operations stored (%v)", len(ops), err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certsync/certsync/service/fault"
@@ -76,6 +77,10 @@ type Manager struct {
 	ctx    context.Context // ends at Close; operations run under it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// draining is set once Drain starts: nothing new starts on a replica
+	// that is going away (automatic remediation, a recovery scan), where
+	// Close could stop it between a delete and its upload.
+	draining atomic.Bool
 
 	mu      sync.Mutex
 	running map[string]bool            // operation ids run by this replica
@@ -152,6 +157,7 @@ func New(o Options) *Manager {
 // wait for a person (possibly for hours) do not hold a shutdown back: their
 // wait is journaled, and Close hands them over at once.
 func (m *Manager) Drain(ctx context.Context) {
+	m.draining.Store(true)
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -486,17 +492,17 @@ func (m *Manager) noteEnded(op *store.Operation) {
 
 // LastReregistration implements gate.Operations: the latest finished,
 // real (not validate-only) operation of the connection.
-func (m *Manager) LastReregistration(ctx context.Context, connID string) (string, string, time.Time, bool) {
+func (m *Manager) LastReregistration(ctx context.Context, connID string) *store.Operation {
 	ops, _, err := m.o.Store.ListOperations(ctx, store.ListFilter{Connection: connID, PageSize: 20})
 	if err != nil {
-		return "", "", time.Time{}, false
+		return nil
 	}
 	for _, op := range ops {
 		if op.Done() && !op.ValidateOnly {
-			return op.ID, string(op.State), op.EndTime, true
+			return op
 		}
 	}
-	return "", "", time.Time{}, false
+	return nil
 }
 
 // lockKeys are what a change touches: the SF company and the mapping key

@@ -27,6 +27,12 @@ func (m *Manager) launch(op *store.Operation, owner string) {
 		m.mu.Unlock()
 		return
 	}
+	if m.draining.Load() {
+		m.mu.Unlock()
+		// Journaled: the next process, or another replica, runs it.
+		m.release(op.LockKeys, owner)
+		return
+	}
 	m.running[op.ID] = true
 	m.mu.Unlock()
 	m.noteChange()

@@ -38,6 +38,9 @@ type Request struct {
 // recovery needs, and runs its side effects in the background. It returns
 // the operation at once (RUNNING), or already done for a dry run.
 func (m *Manager) Start(ctx context.Context, req Request) (*store.Operation, error) {
+	if m.draining.Load() {
+		return nil, fault.New(fault.Unavailable, "SHUTTING_DOWN", "this certsync replica is shutting down; ask again (another replica, or this one after its restart, takes the request)")
+	}
 	c, ok := m.o.Inventory.Get(req.Connection)
 	if !ok {
 		return nil, fault.New(fault.NotFound, "CONNECTION_NOT_FOUND", "connection %q is not configured", "connections/"+req.Connection)
