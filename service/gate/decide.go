@@ -420,6 +420,12 @@ func findingMessage(c *compare.Comparison, code, fallback string) string {
 func (d *decider) probe() {
 	ev := d.ev
 	separate := ev.Config.Probe.Identity == "separate"
+	// A probe meant to present IPS's own key pair that presents another
+	// certificate (not given IPS's renewed one yet) speaks for that
+	// certificate only: judged like a separate identity, it never
+	// denies IPS's jobs, nor proves IPS's mapping.
+	notActive := !separate && ev.ProbeCert != nil && ev.Source != nil && ev.ProbeCert.SHA256 != ev.Source.SHA256
+	separate = separate || notActive
 
 	probeCertBad := false
 	pc := Condition{Type: TypeProbeCertificateValid, Source: FromProbe}
@@ -436,6 +442,12 @@ func (d *decider) probe() {
 		}
 		c := expiry(*ev.ProbeCert, ev.CheckedAt, d.p.Expiry, "the probe's certificate", advice)
 		pc.Status, pc.Severity, pc.Reason, pc.Message = c.Status, c.Severity, c.Reason, c.Message
+		if notActive && c.Status == True {
+			pc.Status, pc.Severity, pc.Reason = False, Warning, "ProbeCertificateNotActive"
+			pc.Message = fmt.Sprintf("the probe presents IPS's key pair (probe.identity ips), but its certificate (SHA-256 %s) is not IPS's active one (SHA-256 %s): its answers speak for that certificate only; give the probe IPS's active certificate and key (probe.cert_file, probe.key_file)",
+				ev.ProbeCert.SHA256, ev.Source.SHA256)
+			d.remedy(bucketProbeCert, diagnose.ProbeCertificateStep())
+		}
 		if c.Status == False {
 			// A probe with a certificate outside its validity proves nothing
 			// about IPS: never DENY on it (DESIGN.md, the probe's identity).

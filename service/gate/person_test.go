@@ -558,7 +558,11 @@ func TestDecideNeverAllowsOnAPersonsRecordAlone(t *testing.T) {
 		{"failed, unknown cause", func() *store.JobRecord { return readJob(t0.Add(-time.Hour), false, "Gremlins") }, nil},
 	}
 	n := 0
-	for _, identity := range []string{"separate", "ips"} {
+	// "ips, old certificate": the probe holds IPS's key pair but was not
+	// given the renewed certificate; SF authenticating it proves nothing
+	// about the active one.
+	oldSummary := x509cert.Summarize(cs.old.Cert)
+	for _, identity := range []string{"separate", "ips", "ips, old certificate"} {
 		for _, accept := range []bool{false, true} {
 			for _, rc := range records {
 				for _, o := range outcomes {
@@ -568,6 +572,9 @@ func TestDecideNeverAllowsOnAPersonsRecordAlone(t *testing.T) {
 					for _, jc := range jobs {
 						ev := manual(t, cs, rc.rec())
 						ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = identity, accept
+						if identity == "ips, old certificate" {
+							ev.Config.Probe.Identity, ev.ProbeCert = "ips", &oldSummary
+						}
 						if o != nil {
 							r := *o
 							ev.Probe = &r
@@ -672,4 +679,28 @@ func TestDecidePersonRecordEdges(t *testing.T) {
 			t.Errorf("remediation = %s: uploads on a record the gate judged outdated", got)
 		}
 	})
+}
+
+// TestDecideProbeNotGivenTheRenewedCertificate: a probe meant to present
+// IPS's key pair that still presents the certificate IPS replaced speaks for
+// that one only. SF already mapping IPS's active certificate and refusing
+// the old one is the probe's problem, never a DENY of IPS's jobs.
+func TestDecideProbeNotGivenTheRenewedCertificate(t *testing.T) {
+	cs := newIPSCerts(t)
+	ev := manual(t, cs, nil)
+	fromRegistry(cs, ev, cs.active)
+	old := x509cert.Summarize(cs.old.Cert)
+	ev.ProbeCert = &old
+	for _, o := range []*scim.Result{probe(scim.TLSRejected, 400, ""), probe(scim.InvalidClientCertificate, 401, "AUTH0032")} {
+		ev.Probe = o
+		v := Decide(ev, Policy{})
+		if v.Decision != Inconclusive {
+			t.Errorf("probe %s with the old certificate: %v, want INCONCLUSIVE: %s", o.Outcome, v.Decision, v.Summary)
+		}
+		checkCond(t, v, wantCond{typ: TypeProbeCertificateValid, reason: "ProbeCertificateNotActive", status: False, severity: Warning, source: FromProbe})
+		if !slices.ContainsFunc(v.Remediation, func(s diagnose.Step) bool { return strings.Contains(s.Text, "probe") }) {
+			t.Errorf("no step to fix the probe: %+v", v.Remediation)
+		}
+		checkInvariants(t, v)
+	}
 }
