@@ -14,6 +14,7 @@ import (
 	"github.com/certsync/certsync/service/registry"
 	"github.com/certsync/certsync/service/scim"
 	"github.com/certsync/certsync/service/sfhost"
+	"github.com/certsync/certsync/service/source"
 	"github.com/certsync/certsync/service/store"
 	"github.com/certsync/certsync/service/x509cert"
 )
@@ -150,6 +151,15 @@ func (d *decider) sourceCertificate() {
 		msg := "IPS's active certificate could not be read"
 		if ev.SourceErr != nil {
 			msg += ": " + ev.SourceErr.Error()
+		}
+		if source.IsTransient(ev.SourceErr) {
+			// A network or store outage says nothing about the
+			// certificate: ask again, do not fail the job.
+			d.add(Condition{Type: TypeSourceCertificatePresent, Status: Unknown, Severity: Warning, Source: FromSourceCertificate,
+				Reason: "SourceUnreachable", Message: msg + "; this says nothing about the certificate", Inconclusive: true})
+			d.retryAfter(d.p.TransientRetryAfter)
+			d.remedy(bucketRetry, pick(diagnose.CauseServerError, diagnose.Situation{}, diagnose.ActionRetryLater)...)
+			return
 		}
 		d.add(Condition{Type: TypeSourceCertificatePresent, Status: False, Severity: Error, Source: FromSourceCertificate,
 			Reason: "SourceCertificateMissing", Message: msg})
@@ -531,13 +541,21 @@ func (d *decider) ipsMapping(separate bool) {
 	c := Condition{Type: TypeIpsMappingAuthenticates, Status: Unknown, Severity: Warning, Source: FromIPSJob}
 	job := d.recentJob()
 	cause := jobCause(job)
+	outage := ""
+	if job != nil && !job.Succeeded && cause.Transient() {
+		// A job that met an outage neither proves nor disproves the
+		// mapping: as if there were none (holding jobs back until the
+		// next READ job succeeds would hold that job back too).
+		outage = fmt.Sprintf(" (IPS's READ job %s failed in an outage, %s, which says nothing either way)", job.JobID, cause)
+		job = nil
+	}
 	recorded := d.personSide()
 	switch {
 	case job != nil && job.Succeeded:
 		c.Status, c.Severity, c.Reason = True, Info, "ReadJobSucceeded"
 		c.Message = fmt.Sprintf("IPS's READ job %s finished with status Success on %s: IPS's own mapping authenticates", job.JobID, job.EndTime.UTC().Format("2006-01-02 15:04 MST"))
 		c.ObservedTime = job.EndTime
-	case job != nil && cause != diagnose.CauseUnspecified && !cause.Transient():
+	case job != nil && cause != diagnose.CauseUnspecified && cause != diagnose.CauseUnrecognizedResponse:
 		c.Status, c.Severity, c.Reason = False, Error, "ReadJobFailed"
 		c.Message = fmt.Sprintf("IPS's READ job %s failed (%s): %s", job.JobID, cause, job.Summary)
 		c.ObservedTime = job.EndTime
@@ -560,6 +578,7 @@ func (d *decider) ipsMapping(separate bool) {
 		c.Reason, c.Inconclusive = ReasonNoIPSEvidence, true
 		c.Message = "nothing proves that IPS's own mapping authenticates (the probe uses its own certificate and there is no recent IPS READ job that succeeded); set probe.accept_platform_only_evidence to accept the platform probe alone"
 	}
+	c.Message += outage
 	d.add(c)
 }
 

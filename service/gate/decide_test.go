@@ -11,6 +11,7 @@ import (
 	"github.com/certsync/certsync/service/diagnose"
 	"github.com/certsync/certsync/service/registry"
 	"github.com/certsync/certsync/service/scim"
+	"github.com/certsync/certsync/service/source"
 	"github.com/certsync/certsync/service/store"
 	"github.com/certsync/certsync/service/x509cert"
 )
@@ -332,16 +333,23 @@ func TestDecide(t *testing.T) {
 			ev.Comparison = &compare.Comparison{Result: compare.ResultMismatch, MappingID: "m1"}
 		}, Policy{},
 			want{Deny, TypeIpsMappingAuthenticates, "ReadJobFailed", False, Error, "UploadActiveCertificate", false}},
+		// A job that failed in an outage is no evidence either way: as if
+		// there were none (else the gate would hold back the very job
+		// that could prove the mapping).
 		{"separate identity with a READ job failing with a server error", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseServerError.String())
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, "-", true}},
-		// A recent failed job is an open question the platform probe
-		// cannot answer, even where platform-only evidence is accepted.
-		{"separate identity accepting platform-only evidence with a READ job failing with a server error", func(ev *Evidence) {
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+		{"separate identity accepting platform-only evidence with a READ job failing with a transport error", func(ev *Evidence) {
 			ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = "separate", true
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseTransportError.String())
+		}, Policy{},
+			want{Allow, TypeIpsMappingAuthenticates, ReasonPlatformOnlyEvidence, Unknown, Warning, "-", false}},
+		// An answer nobody understands is no proof of a bad mapping.
+		{"separate identity with a READ job failing with an unrecognized answer", func(ev *Evidence) {
+			ev.Config.Probe.Identity = "separate"
+			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseUnrecognizedResponse.String())
 		}, Policy{},
 			want{Inconclusive, TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, "-", true}},
 		{"separate identity with a failed READ job older than JobMaxAge", func(ev *Evidence) {
@@ -580,3 +588,26 @@ func TestAutomaticRemediationInTheVerdict(t *testing.T) {
 }
 
 func verdictOf(ev *Evidence) Verdict { return Decide(ev, Policy{}.withDefaults()) }
+
+// TestSourceOutageIsInconclusive: IPS's certificate that cannot be fetched
+// for a while (network, a 5xx, the store down) is no reason to fail a job:
+// INCONCLUSIVE with a retry, and such evidence is never cached as complete;
+// a certificate that is missing for good is a DENY.
+func TestSourceOutageIsInconclusive(t *testing.T) {
+	ev := healthy()
+	ev.Source, ev.SourceErr = nil, &source.Error{Where: "https://ips.example/cert", Message: "IPS answered HTTP 503", Transient: true}
+	v := Decide(ev, Policy{}.withDefaults())
+	c, _ := condition(v, TypeSourceCertificatePresent)
+	if v.Decision != Inconclusive || c.Reason != "SourceUnreachable" || v.RetryAfter <= 0 {
+		t.Errorf("outage: %v %s retry %v", v.Decision, c.Reason, v.RetryAfter)
+	}
+	if ev.Complete() {
+		t.Error("evidence with the source unreachable counts as complete")
+	}
+	checkInvariants(t, v)
+	ev.SourceErr = &source.Error{Where: "/etc/ips.pem", Message: "no such file"}
+	v = Decide(ev, Policy{}.withDefaults())
+	if c, _ := condition(v, TypeSourceCertificatePresent); v.Decision != Deny || c.Reason != "SourceCertificateMissing" {
+		t.Errorf("missing: %v %s", v.Decision, c.Reason)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/certsync/certsync/service/inventory"
 	"github.com/certsync/certsync/service/ipsjobs"
 	"github.com/certsync/certsync/service/scim"
+	"github.com/certsync/certsync/service/source"
 	"github.com/certsync/certsync/service/store"
 	"github.com/certsync/certsync/service/x509cert"
 )
@@ -93,7 +94,7 @@ func (ev *Evidence) ProbePresentsSource() bool {
 // satisfies a later caller as if it were good evidence: the next caller
 // gathers again, within the budget.
 func (ev *Evidence) Complete() bool {
-	if ev == nil || ev.RegistryErr != nil || ev.Probe == nil {
+	if ev == nil || ev.RegistryErr != nil || ev.Probe == nil || source.IsTransient(ev.SourceErr) {
 		return false
 	}
 	switch ev.Probe.Outcome {

@@ -297,7 +297,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			return ev
 		}, Policy{}, Deny, "UploadActiveCertificate", []wantCond{
 			{TypeFingerprintsMatch, "FingerprintsDiffer", False, Error, FromPerson, false},
-			{TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, FromIPSJob, true},
+			{TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, FromIPSJob, true},
 		}},
 		{"nothing recorded, separate identity, READ job failing with a server error", func(t *testing.T) *Evidence {
 			ev := manual(t, cs, nil)
@@ -356,7 +356,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseServerError.String())
 			return ev
 		}, Policy{}, Inconclusive, "-", []wantCond{
-			{TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, FromIPSJob, true},
+			{TypeIpsMappingAuthenticates, "PersonRecordOnly", Unknown, Warning, FromPerson, true},
 		}},
 		{"record matches, separate identity accepting platform-only evidence, a recent successful READ job", func(t *testing.T) *Evidence {
 			ev := manual(t, cs, record(cs.active, recordFile))

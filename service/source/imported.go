@@ -36,7 +36,7 @@ func (s *Imported) Active(ctx context.Context) (*x509.Certificate, error) {
 		return nil, &Error{Where: where, Message: fmt.Sprintf(
 			"no active certificate imported yet: run certsyncctl import %s FILE --active with the certificate IPS shows as Active (IPS > Outbound Certificate)", s.Connection)}
 	case err != nil:
-		return nil, &Error{Where: where, Message: fmt.Sprintf("cannot read the active imported certificate: %v", err)}
+		return nil, &Error{Where: where, Message: fmt.Sprintf("cannot read the active imported certificate: %v", err), Transient: true}
 	}
 	c, err := x509.ParseCertificate(v.DER)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,6 +29,16 @@ type Source interface {
 type Error struct {
 	Where   string
 	Message string
+	// Transient is set when asking again may succeed (a network error, a
+	// server error, the store unreachable), as opposed to a missing or
+	// broken certificate that someone must fix.
+	Transient bool
+}
+
+// IsTransient reports a source error that asking again may cure.
+func IsTransient(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Transient
 }
 
 func (e *Error) Error() string { return e.Where + ": " + e.Message }
@@ -124,15 +135,16 @@ func (h *HTTP) Active(ctx context.Context) (*x509.Certificate, error) {
 		if ue, ok := err.(*url.Error); ok {
 			err = ue.Err // the URL is in the message already
 		}
-		return nil, &Error{Where: h.url, Message: fmt.Sprintf("cannot fetch IPS's certificate: %v", err)}
+		return nil, &Error{Where: h.url, Message: fmt.Sprintf("cannot fetch IPS's certificate: %v", err), Transient: true}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(x509cert.DefaultLimits.MaxBytes)+1))
 	if err != nil {
-		return nil, &Error{Where: h.url, Message: fmt.Sprintf("cannot fetch IPS's certificate: %v", err)}
+		return nil, &Error{Where: h.url, Message: fmt.Sprintf("cannot fetch IPS's certificate: %v", err), Transient: true}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &Error{Where: h.url, Message: fmt.Sprintf("IPS answered HTTP %d", resp.StatusCode)}
+		transient := resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
+		return nil, &Error{Where: h.url, Message: fmt.Sprintf("IPS answered HTTP %d", resp.StatusCode), Transient: transient}
 	}
 	return first(h.url, data)
 }

@@ -2,7 +2,11 @@ package source
 
 import (
 	"context"
+	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,5 +64,37 @@ func TestFileIsReReadWhenItChanges(t *testing.T) {
 	os.Remove(path)
 	if _, err := f.Active(ctx); err == nil || !strings.Contains(err.Error(), "cannot read IPS's certificate") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestHTTPSourceErrorsSayWhetherToAskAgain: an outage (no answer, a 5xx, a
+// 429) is transient, which the gate turns into INCONCLUSIVE; an answer
+// saying there is no such certificate is not.
+func TestHTTPSourceErrorsSayWhetherToAskAgain(t *testing.T) {
+	status := http.StatusServiceUnavailable
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	h, err := NewHTTP(srv.URL+"/cert.pem", pool, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, tc := range []struct {
+		status    int
+		transient bool
+	}{{http.StatusServiceUnavailable, true}, {http.StatusTooManyRequests, true}, {http.StatusNotFound, false}, {http.StatusForbidden, false}} {
+		status = tc.status
+		_, err := h.Active(context.Background())
+		if err == nil || IsTransient(err) != tc.transient {
+			t.Errorf("HTTP %d: %v, transient %v, want %v", tc.status, err, IsTransient(err), tc.transient)
+		}
+	}
+	srv.Close()
+	if _, err := h.Active(context.Background()); err == nil || !IsTransient(err) {
+		t.Errorf("no answer: %v, want a transient error", err)
+	}
+	if IsTransient(errors.New("other")) || IsTransient(nil) {
+		t.Error("a foreign error or nil is transient")
 	}
 }
