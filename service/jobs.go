@@ -15,6 +15,7 @@ import (
 	"github.com/certsync/certsync/service/inventory"
 	"github.com/certsync/certsync/service/ips"
 	"github.com/certsync/certsync/service/ipsjobs"
+	"github.com/certsync/certsync/service/x509cert"
 )
 
 // lastJobs remembers each connection's latest job started here, for the
@@ -140,7 +141,13 @@ func (s *Server) StartProvisioningJob(ctx context.Context, req *certsyncv1.Start
 		if req.GetForce() {
 			by += " (forced: " + req.GetReason() + ")"
 		}
-		t.Started(ctx, c.Config.ID, job, jobType, by, "")
+		sha := ""
+		if c.Source != nil {
+			if cert, err := c.Source.Active(ctx); err == nil && cert != nil {
+				sha = x509cert.Summarize(cert).SHA256
+			}
+		}
+		t.Started(ctx, c.Config.ID, job, jobType, by, "", sha)
 	}
 	return &certsyncv1.StartProvisioningJobResponse{
 		Job:          &certsyncv1.ProvisioningJob{JobId: job.ID, Connection: c.Name(), Type: req.GetType(), Status: job.Status, StartTime: timestamppb.New(s.now())},

@@ -374,8 +374,17 @@ func (d *decider) recentJob() *store.JobRecord {
 	if d.ev.CheckedAt.Sub(job.EndTime) > d.p.JobMaxAge {
 		return nil
 	}
-	if src := d.ev.Source; src != nil && job.EndTime.Before(src.NotBefore) {
-		return nil // it ran with an older certificate than IPS's active one
+	if src := d.ev.Source; src != nil {
+		// A job ran with the certificate IPS had active when it started:
+		// certsync notes which one for the jobs it starts. IPS may
+		// generate a certificate long before it activates it, so
+		// NotBefore only bounds the jobs of unknown certificate.
+		if job.SourceSHA256 != "" && job.SourceSHA256 != src.SHA256 {
+			return nil
+		}
+		if job.EndTime.Before(src.NotBefore) {
+			return nil // it ran with an older certificate than IPS's active one
+		}
 	}
 	return job
 }

@@ -704,3 +704,31 @@ func TestDecideProbeNotGivenTheRenewedCertificate(t *testing.T) {
 		checkInvariants(t, v)
 	}
 }
+
+// TestDecideReadJobWithAnotherCertificate: IPS may generate a certificate
+// long before it activates it, so a READ job that ended after the active
+// certificate's NotBefore may still have run with the one before. A job
+// certsync started says which certificate was active then, and only a job
+// with IPS's active certificate proves its mapping.
+func TestDecideReadJobWithAnotherCertificate(t *testing.T) {
+	cs := newIPSCerts(t)
+	for _, tc := range []struct {
+		name string
+		sha  string
+		want Decision
+	}{
+		{"ran with the active certificate", x509cert.Summarize(cs.active.Cert).SHA256, Allow},
+		{"ran with the certificate IPS replaced", x509cert.Summarize(cs.old.Cert).SHA256, Inconclusive},
+		{"certificate not noted (an older record)", "", Allow},
+	} {
+		ev := manual(t, cs, record(cs.active, recordFile))
+		ev.Config.Probe.Identity = "separate"
+		ev.IPSJob = readJob(t0.Add(-time.Hour), true, "")
+		ev.IPSJob.SourceSHA256 = tc.sha
+		v := Decide(ev, Policy{})
+		if v.Decision != tc.want {
+			t.Errorf("%s: %v, want %v: %s", tc.name, v.Decision, tc.want, v.Summary)
+		}
+		checkInvariants(t, v)
+	}
+}

@@ -79,10 +79,13 @@ func (t *Tracker) now() time.Time {
 // Started records a job just started. A record that cannot be stored is
 // only evidence lost: the job runs anyway, so the error is logged, not
 // returned.
-func (t *Tracker) Started(ctx context.Context, connection string, job ips.Job, jobType, by, operation string) *store.JobRecord {
+// sourceSHA256 is IPS's active certificate as certsync knows it now (the
+// gate takes the job as evidence for that certificate only); "" when it
+// could not be read.
+func (t *Tracker) Started(ctx context.Context, connection string, job ips.Job, jobType, by, operation, sourceSHA256 string) *store.JobRecord {
 	now := t.now()
 	rec := &store.JobRecord{Connection: connection, JobID: job.ID, Type: jobType, Status: job.Status, StartedBy: by,
-		Operation: operation, StartTime: now, UpdateTime: now}
+		Operation: operation, StartTime: now, UpdateTime: now, SourceSHA256: sourceSHA256}
 	// The same now as StartTime: LatestRead tells a job nobody looked at
 	// since it started by UpdateTime not being after StartTime.
 	Judge(context.WithoutCancel(ctx), nil, rec, job, now)

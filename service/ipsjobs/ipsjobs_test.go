@@ -90,9 +90,9 @@ func TestLatestReadAsksIPSWhileTheJobRuns(t *testing.T) {
 	if got, err := tr.LatestRead(ctx, client, "c"); err != nil || got != nil {
 		t.Fatalf("no job yet: %v %v", got, err)
 	}
-	tr.Started(ctx, "c", ips.Job{ID: "r1", Status: ips.StatusSuccess}, "RESYNC", "alice", "")
+	tr.Started(ctx, "c", ips.Job{ID: "r1", Status: ips.StatusSuccess}, "RESYNC", "alice", "", "")
 	now = now.Add(time.Minute)
-	tr.Started(ctx, "c", ips.Job{ID: "j1"}, "READ", "alice", "")
+	tr.Started(ctx, "c", ips.Job{ID: "j1"}, "READ", "alice", "", "")
 	now = now.Add(time.Minute)
 	got, err := tr.LatestRead(ctx, client, "c")
 	if err != nil || got.JobID != "j1" || got.Done {

@@ -288,7 +288,11 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 		if job.ID == "" {
 			return nil // the operation ended
 		}
-		rec = tracker.Started(r.ctx, r.op.Connection, job, "READ", "certsync (operations/"+r.op.ID+")", r.op.ID)
+		sha := ""
+		if cert, err := x509.ParseCertificate(r.op.SourceCertificateDER); err == nil {
+			sha = x509cert.Summarize(cert).SHA256 // the certificate the person uploaded
+		}
+		rec = tracker.Started(r.ctx, r.op.Connection, job, "READ", "certsync (operations/"+r.op.ID+")", r.op.ID, sha)
 		r.step(store.StepVerifyJob).Message = "IPS READ job " + job.ID + " started"
 		if err := r.save(); err != nil {
 			return err

@@ -191,14 +191,14 @@ func (s *sqlStore) ListTargetRecords(ctx context.Context, connection string, siz
 }
 
 const jobColumns = `connection, job_id, job_type, status, done, succeeded, cause, summary, started_by, operation,
-	start_time, update_time, end_time`
+	start_time, update_time, end_time, source_sha256`
 
 func scanJob(r row) (*JobRecord, error) {
 	var j JobRecord
 	var start, update int64
 	var end *int64
 	if err := r.Scan(&j.Connection, &j.JobID, &j.Type, &j.Status, &j.Done, &j.Succeeded, &j.Cause, &j.Summary,
-		&j.StartedBy, &j.Operation, &start, &update, &end); err != nil {
+		&j.StartedBy, &j.Operation, &start, &update, &end, &j.SourceSHA256); err != nil {
 		return nil, err
 	}
 	j.StartTime, j.UpdateTime = fromColumnTime(start), fromColumnTime(update)
@@ -246,16 +246,17 @@ func (s *sqlStore) PutJob(ctx context.Context, j *JobRecord) error {
 	var storedStart int64
 	err = s.b.inTx(ctx, func(q querier) error {
 		return q.queryRow(ctx, `INSERT INTO ips_jobs (`+jobColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 			ON CONFLICT (connection, job_id) DO UPDATE SET
 				job_type = excluded.job_type, status = excluded.status, done = excluded.done,
 				succeeded = excluded.succeeded, cause = excluded.cause, summary = excluded.summary,
 				started_by = excluded.started_by, operation = excluded.operation,
-				start_time = CASE WHEN $14 THEN ips_jobs.start_time ELSE excluded.start_time END,
-				update_time = excluded.update_time, end_time = excluded.end_time
-			RETURNING start_time`,
+				start_time = CASE WHEN $15 THEN ips_jobs.start_time ELSE excluded.start_time END,
+				update_time = excluded.update_time, end_time = excluded.end_time,
+				source_sha256 = CASE WHEN excluded.source_sha256 = '' THEN ips_jobs.source_sha256 ELSE excluded.source_sha256 END
+			RETURNING start_time, source_sha256`,
 			j.Connection, j.JobID, j.Type, j.Status, j.Done, j.Succeeded, j.Cause, j.Summary, j.StartedBy,
-			j.Operation, st, ut, et, keepStart).Scan(&storedStart)
+			j.Operation, st, ut, et, j.SourceSHA256, keepStart).Scan(&storedStart, &j.SourceSHA256)
 	})
 	if err != nil {
 		return fmt.Errorf("store: put job %s of %s: %w", j.JobID, j.Connection, err)

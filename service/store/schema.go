@@ -17,7 +17,8 @@ import (
 // target_records and ips_jobs tables, for connections whose SF registry is
 // manual, and the manual re-registration's fields of the operation document.
 // Version 5 added an index on operations.update_time, which the gate's
-// question for recently ended operations (ListEndedSince) asks every second.
+// question for recently ended operations (ListEndedSince) asks every second,
+// and the certificate a job ran with (ips_jobs.source_sha256).
 const SchemaVersion = 5
 
 // SchemaTooNewError is returned by the Open functions when the database was
@@ -337,9 +338,15 @@ var migrations = []migration{
 		}
 	}},
 	{version: 5, stmts: func(dialect) []string {
-		// Operations are kept, so without it each question would read
-		// every finished operation.
-		return []string{`CREATE INDEX operations_updated ON operations (update_time)`}
+		return []string{
+			// Operations are kept, so without it each question would
+			// read every finished operation.
+			`CREATE INDEX operations_updated ON operations (update_time)`,
+			// The SHA-256 of IPS's active certificate, as certsync read
+			// it, when certsync started the job: a job speaks for that
+			// certificate only. Empty for records written before.
+			`ALTER TABLE ips_jobs ADD COLUMN source_sha256 TEXT NOT NULL DEFAULT ''`,
+		}
 	}},
 }
 

@@ -441,6 +441,10 @@ type JobRecord struct {
 	UpdateTime time.Time
 	// EndTime is when certsync saw the job finished; zero while running.
 	EndTime time.Time
+	// SourceSHA256 is IPS's active certificate (x509cert's SHA-256 form)
+	// when certsync started the job: the job speaks for that certificate
+	// only. Empty when unknown; an update without it keeps the stored one.
+	SourceSHA256 string
 }
 
 // Leases adapts a Store to the lease interface of the gate's background

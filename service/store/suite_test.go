@@ -56,6 +56,7 @@ func runSuite(t *testing.T, fresh func(t *testing.T) *testDB) {
 		{"TargetRecordsPaging", testTargetRecordsPaging},
 		{"TargetRecordsConcurrent", testTargetRecordsConcurrent},
 		{"IPSJobs", testIPSJobs},
+		{"IPSJobSourceCertificate", testIPSJobSourceCertificate},
 		{"MigrateFromVersion3", testMigrateFromVersion3},
 		{"Concurrency", testConcurrency},
 		{"Replicas", testReplicas},
@@ -483,6 +484,28 @@ func testListEndedSince(t *testing.T, db *testDB) {
 	}
 	if got, want := strings.Join(ids, ","), "new,late"; got != want {
 		t.Errorf("ended since = %s, want %s (by update, oldest first)", got, want)
+	}
+}
+
+// testIPSJobSourceCertificate: the certificate a job started with is kept,
+// and a later status update that does not know it keeps it too.
+func testIPSJobSourceCertificate(t *testing.T, db *testDB) {
+	ctx := t.Context()
+	s := db.open(t)
+	j := &JobRecord{Connection: "conn-a", JobID: "j1", Type: "READ", Status: "Running", SourceSHA256: "AA:BB"}
+	if err := s.PutJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	update := &JobRecord{Connection: "conn-a", JobID: "j1", Type: "READ", Status: "Success", Done: true, Succeeded: true}
+	if err := s.PutJob(ctx, update); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetJob(ctx, "conn-a", "j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SourceSHA256 != "AA:BB" || update.SourceSHA256 != "AA:BB" || got.Status != "Success" {
+		t.Errorf("after an update without it: stored %q, written back %q, status %q", got.SourceSHA256, update.SourceSHA256, got.Status)
 	}
 }
 
