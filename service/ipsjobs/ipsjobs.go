@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/certsync/certsync/service/diagnose"
@@ -58,6 +59,13 @@ type Tracker struct {
 	Store Store
 	Now   func() time.Time
 	Log   *slog.Logger
+
+	// quiet holds, by connection and job, when LatestRead may ask IPS
+	// again after a look that failed (a failed look stores nothing, so
+	// the record's UpdateTime cannot pace it): IPS's rate limits hold
+	// across gatherings.
+	quietMu sync.Mutex
+	quiet   map[string]time.Time
 	// RefreshEvery is the least time between two looks at a running job
 	// (each one a call to IPS, or a log export where IPS reports no
 	// status); 0 means DefaultRefreshEvery.
@@ -152,14 +160,43 @@ func (t *Tracker) LatestRead(ctx context.Context, client Client, connection stri
 		}
 		// A job not looked at since it started is asked about at once.
 		fresh := !r.UpdateTime.After(r.StartTime)
-		if !r.Done && client != nil && (fresh || t.now().Sub(r.UpdateTime) >= every) {
-			if looked, err := t.Refresh(ctx, client, connection, r.JobID); err == nil {
+		key := connection + "\x00" + r.JobID
+		if !r.Done && client != nil && (fresh || t.now().Sub(r.UpdateTime) >= every) && !t.quietUntil(key) {
+			looked, err := t.Refresh(ctx, client, connection, r.JobID)
+			if err == nil {
 				return looked, nil
 			}
+			wait := every
+			var e *ips.Error
+			if errors.As(err, &e) {
+				wait = max(wait, e.RetryAfter)
+			}
+			t.setQuiet(key, t.now().Add(wait))
 		}
 		return r, nil
 	}
 	return nil, nil
+}
+
+// quietUntil reports a job IPS is not to be asked about yet.
+func (t *Tracker) quietUntil(key string) bool {
+	t.quietMu.Lock()
+	defer t.quietMu.Unlock()
+	until, ok := t.quiet[key]
+	if ok && !t.now().Before(until) {
+		delete(t.quiet, key)
+		return false
+	}
+	return ok
+}
+
+func (t *Tracker) setQuiet(key string, until time.Time) {
+	t.quietMu.Lock()
+	defer t.quietMu.Unlock()
+	if t.quiet == nil {
+		t.quiet = map[string]time.Time{}
+	}
+	t.quiet[key] = until
 }
 
 func (t *Tracker) put(ctx context.Context, rec *store.JobRecord) {

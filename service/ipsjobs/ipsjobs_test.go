@@ -17,11 +17,15 @@ type fakeIPS struct {
 	status  map[string]ips.Job
 	logs    map[string]string
 	asked   []string
-	noState bool // answers like an IPS without a status endpoint
+	noState bool       // answers like an IPS without a status endpoint
+	limited *ips.Error // answers every status question with this
 }
 
 func (f *fakeIPS) JobStatus(_ context.Context, id string) (ips.Job, error) {
 	f.asked = append(f.asked, "status "+id)
+	if f.limited != nil {
+		return ips.Job{}, f.limited
+	}
 	if f.noState {
 		return ips.Job{}, &ips.Error{Step: ips.StepJobStatus, Status: 404, Err: ips.ErrStatusUnsupported}
 	}
@@ -138,5 +142,38 @@ func TestRefreshWithoutStatusEndpointReadsTheLog(t *testing.T) {
 	got, err = tr.Refresh(ctx, client, "c", "j2")
 	if err != nil || got.Done {
 		t.Fatalf("a clean log proves no end: %+v %v", got, err)
+	}
+}
+
+// TestLatestReadHoldsBackAfterAFailedLook: a look at a running job that
+// fails (IPS rate-limits certsync) stores nothing, yet the gate gathers
+// every second: IPS is not asked again before RefreshEvery, or its
+// Retry-After when longer.
+func TestLatestReadHoldsBackAfterAFailedLook(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	tr, _ := newTracker(t, &now)
+	client := &fakeIPS{status: map[string]ips.Job{"j1": {ID: "j1", Status: ips.StatusRunning}},
+		limited: &ips.Error{Step: ips.StepJobStatus, Status: 429, Transient: true, RetryAfter: 2 * time.Minute}}
+	tr.Started(ctx, "c", ips.Job{ID: "j1"}, "READ", "alice", "", "")
+	if _, err := tr.LatestRead(ctx, client, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if len(client.asked) != 1 {
+		t.Fatalf("first look: %v", client.asked)
+	}
+	for i := 0; i < 10; i++ { // the gate's gatherings over the next 100 s
+		now = now.Add(10 * time.Second)
+		if got, err := tr.LatestRead(ctx, client, "c"); err != nil || got.JobID != "j1" {
+			t.Fatalf("while held back: %+v %v", got, err)
+		}
+	}
+	if len(client.asked) != 1 {
+		t.Fatalf("asked IPS %d times within its Retry-After: %v", len(client.asked), client.asked)
+	}
+	now = now.Add(time.Minute) // past the Retry-After
+	client.limited = nil
+	if got, err := tr.LatestRead(ctx, client, "c"); err != nil || len(client.asked) != 2 || got.Status != ips.StatusRunning {
+		t.Fatalf("after the Retry-After: %+v %v %v", got, client.asked, err)
 	}
 }
