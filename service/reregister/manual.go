@@ -281,6 +281,18 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 	if rec != nil {
 		job = ips.Job{ID: rec.JobID, Status: rec.Status}
 	} else {
+		s := r.step(store.StepVerifyJob)
+		if !s.JobRequested.IsZero() {
+			// A run before this one asked IPS to start the job and
+			// stopped before it learnt the job's id: IPS may be running
+			// it. Another one would double IPS's load or be refused.
+			return r.failJob(fmt.Sprintf("certsync asked IPS to start a READ job at %s and stopped before it learnt the job's id: IPS may be running it; look at the source system's jobs in IPS, or run a READ job yourself",
+				s.JobRequested.UTC().Format(time.RFC3339)), "JOB_NOT_STARTED", "", "")
+		}
+		s.JobRequested = r.m.o.Now()
+		if err := r.save(); err != nil {
+			return err
+		}
 		var err error
 		if job, err = r.startJob(c); err != nil {
 			return err
@@ -288,6 +300,7 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 		if job.ID == "" {
 			return nil // the operation ended
 		}
+		r.step(store.StepVerifyJob).JobRequested = time.Time{} // known now: the record names it
 		sha := ""
 		if cert, err := x509.ParseCertificate(r.op.SourceCertificateDER); err == nil {
 			sha = x509cert.Summarize(cert).SHA256 // the certificate the person uploaded
@@ -380,6 +393,7 @@ func (r *run) startJob(c *inventory.Connection) (ips.Job, error) {
 			wait := max(e.RetryAfter, time.Second)
 			if time.Now().Add(wait).After(deadline) {
 				r.op.Notes = append(r.op.Notes, "IPS kept refusing to start the READ job ("+err.Error()+"); recovery will try again")
+				r.step(store.StepVerifyJob).JobRequested = time.Time{} // refused: no job runs
 				_ = r.save()
 				return ips.Job{}, errHandOver
 			}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,10 +70,17 @@ func setup(t *testing.T, statusUnsupported bool) *env {
 }
 
 // statusHang makes the proxy hold GET .../jobs/{id} unanswered, after a
-// word on hangs.
-const statusHang = -1
+// word on hangs; statusHangStart does so with POST .../startJob/..., which
+// it counts in starts.
+const (
+	statusHang      = -1
+	statusHangStart = -2
+)
 
-var hangs = make(chan struct{}, 100)
+var (
+	hangs  = make(chan struct{}, 100)
+	starts atomic.Int32
+)
 
 // setupProxied answers GET .../jobs/{id} with jobStatus and the log export
 // with logStatus, where they are not 0; the rest goes to the sandbox's IPS.
@@ -104,6 +112,12 @@ func setupProxied(t *testing.T, jobStatus, logStatus int) *env {
 				rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
 				rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 				px := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/startJob/") && jobStatus == statusHangStart {
+						starts.Add(1)
+						hangs <- struct{}{}
+						<-r.Context().Done() // IPS got it; its answer is lost
+						return
+					}
 					if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/jobs/") && jobStatus == statusHang {
 						hangs <- struct{}{}
 						<-r.Context().Done() // until the caller gives up
@@ -382,6 +396,59 @@ func TestManualShutdownDuringJobStatus(t *testing.T) {
 	must(t, err)
 	if got.Done() || stepState(got, store.StepVerifyJob) != store.StepRunning {
 		t.Fatalf("after a shutdown mid-call: %s %+v, job step %s %q", got.State, got.Error, stepState(got, store.StepVerifyJob), stepMessage(got, store.StepVerifyJob))
+	}
+}
+
+// A replica that stops while IPS has its request to start the READ job,
+// but not yet its answer, leaves the operation to the next one, which must
+// not start a second job it cannot tell from the first: the operation ends
+// FAILED saying that IPS may be running one.
+func TestManualStopWhileStartingTheJob(t *testing.T) {
+	ctx := context.Background()
+	e := setupProxied(t, statusHangStart, 0)
+	starts.Store(0)
+	m := reregister.New(e.opts)
+	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+	must(t, err)
+	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+	})
+	deleteAsPerson(t, e)
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+	must(t, err)
+	uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
+	}))
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
+	must(t, err)
+	select {
+	case <-hangs:
+	case <-time.After(30 * time.Second):
+		t.Fatal("IPS was never asked to start the READ job")
+	}
+	m.Close()
+
+	next := reregister.New(e.opts)
+	t.Cleanup(next.Close)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		must(t, next.Recover(ctx))
+		got, err := e.st.GetOperation(ctx, op.ID)
+		must(t, err)
+		if got.Done() {
+			if got.State != store.StateFailed || got.Error == nil || got.Error.Reason != "JOB_NOT_STARTED" ||
+				!strings.Contains(got.Error.Message, "may be running") {
+				t.Fatalf("resumed: %s %+v", got.State, got.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never resumed: %s", got.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := starts.Load(); n != 1 {
+		t.Errorf("IPS was asked %d times to start a READ job", n)
 	}
 }
 

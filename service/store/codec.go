@@ -66,6 +66,8 @@ type stepDoc struct {
 	Instruction *instructionDoc `json:"instruction"`
 	Deadline    string          `json:"deadline"`
 	ConfirmedBy string          `json:"confirmed_by"`
+	// From schema version 5.
+	JobRequested string `json:"job_requested,omitempty"`
 }
 
 type instructionDoc struct {
@@ -157,7 +159,8 @@ func encodeOpDoc(op *Operation) (string, error) {
 		for i, s := range op.Steps {
 			d.Steps[i] = stepDoc{Kind: string(s.Kind), State: string(s.State), Message: s.Message,
 				StartTime: docTime(s.StartTime), EndTime: docTime(s.EndTime), Attempts: s.Attempts,
-				Instruction: encodeInstruction(s.Instruction), Deadline: docTime(s.Deadline), ConfirmedBy: s.ConfirmedBy}
+				Instruction: encodeInstruction(s.Instruction), Deadline: docTime(s.Deadline), ConfirmedBy: s.ConfirmedBy,
+				JobRequested: docTime(s.JobRequested)}
 		}
 	}
 	if e := op.Error; e != nil {
@@ -200,6 +203,9 @@ func decodeOpDoc(doc string, op *Operation) error {
 				return fmt.Errorf("decode operation %s: %w", op.ID, err)
 			}
 			if st.EndTime, err = parseDocTime(s.EndTime); err != nil {
+				return fmt.Errorf("decode operation %s: %w", op.ID, err)
+			}
+			if st.JobRequested, err = parseDocTime(s.JobRequested); err != nil {
 				return fmt.Errorf("decode operation %s: %w", op.ID, err)
 			}
 			if st.Deadline, err = parseDocTime(s.Deadline); err != nil {

@@ -18,7 +18,9 @@ import (
 // manual, and the manual re-registration's fields of the operation document.
 // Version 5 added an index on operations.update_time, which the gate's
 // question for recently ended operations (ListEndedSince) asks every second,
-// and the certificate a job ran with (ips_jobs.source_sha256).
+// the certificate a job ran with (ips_jobs.source_sha256), and a step's
+// job_requested in the operation document (a version-4 binary would drop
+// it, so the bump makes it refuse the database).
 const SchemaVersion = 5
 
 // SchemaTooNewError is returned by the Open functions when the database was

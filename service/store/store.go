@@ -99,6 +99,10 @@ type Step struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 	// ConfirmedBy is the identity that confirmed a manual step.
 	ConfirmedBy string `json:"confirmed_by,omitempty"`
+	// JobRequested is when certsync asked IPS to start the step's READ job
+	// and did not yet learn the job's id; zero otherwise. A run resumed
+	// with it set knows that IPS may be running a job it cannot name.
+	JobRequested time.Time `json:"job_requested,omitzero"`
 }
 
 // Instruction tells a person exactly what to do in SF's Security Center for

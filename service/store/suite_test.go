@@ -105,11 +105,11 @@ func fullOperation(id string) *Operation {
 				Instruction: &Instruction{Text: "Delete the mapping \"x\" \u00e9", CertificateDER: []byte{0x30, 0x00, 0xff},
 					ConfigurationName: "cfg", IntegrationName: "Identity Provisioning Service", LoginName: "login",
 					SHA256: "AB:CD:EF"},
-				Deadline: at(8), ConfirmedBy: "carol"},
+				Deadline: at(8), ConfirmedBy: "carol", JobRequested: at(9)},
 			{Kind: StepUploadCertificate, State: StepAwaitingConfirmation, Message: "uploading", StartTime: at(3), EndTime: at(4), Attempts: 1,
 				Instruction: &Instruction{Text: "Upload", CertificateDER: []byte{0x30, 0x01}, ConfigurationName: "cfg2",
 					IntegrationName: "IPS", LoginName: "login2", SHA256: "01:02"},
-				Deadline: at(9), ConfirmedBy: "dave"},
+				Deadline: at(9), ConfirmedBy: "dave", JobRequested: at(10)},
 		},
 		Error: &OperationError{Code: "FAILED_PRECONDITION", Reason: "PROBE_FAILED", Message: "probe failed",
 			Metadata: map[string]string{"step": "PROBE", "status": "401"}},
@@ -172,7 +172,7 @@ func utcTimes(op *Operation) *Operation {
 	if op.Steps != nil {
 		c.Steps = make([]Step, len(op.Steps))
 		for i, s := range op.Steps {
-			s.StartTime, s.EndTime, s.Deadline = s.StartTime.UTC(), s.EndTime.UTC(), s.Deadline.UTC()
+			s.StartTime, s.EndTime, s.Deadline, s.JobRequested = s.StartTime.UTC(), s.EndTime.UTC(), s.Deadline.UTC(), s.JobRequested.UTC()
 			c.Steps[i] = s
 		}
 	}
