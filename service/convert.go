@@ -113,6 +113,9 @@ var actionProto = map[diagnose.Action]certsyncv1.RemediationAction{
 	diagnose.ActionRetryLater:              certsyncv1.RemediationAction_REMEDIATION_ACTION_RETRY_LATER,
 	diagnose.ActionCompareFingerprints:     certsyncv1.RemediationAction_REMEDIATION_ACTION_COMPARE_FINGERPRINTS,
 	diagnose.ActionFixProbeCertificate:     certsyncv1.RemediationAction_REMEDIATION_ACTION_FIX_PROBE_CERTIFICATE,
+	diagnose.ActionFixRegistryAccess:       certsyncv1.RemediationAction_REMEDIATION_ACTION_FIX_REGISTRY_ACCESS,
+	diagnose.ActionRunReadJob:              certsyncv1.RemediationAction_REMEDIATION_ACTION_RUN_READ_JOB,
+	diagnose.ActionRecordMapping:           certsyncv1.RemediationAction_REMEDIATION_ACTION_RECORD_MAPPING,
 }
 
 func stepsProto(steps []diagnose.Step) []*certsyncv1.RemediationStep {

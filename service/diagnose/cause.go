@@ -82,6 +82,9 @@ const (
 	ActionRetryLater
 	ActionCompareFingerprints
 	ActionFixProbeCertificate
+	ActionFixRegistryAccess
+	ActionRunReadJob
+	ActionRecordMapping
 )
 
 var actionNames = [...]string{
@@ -96,6 +99,9 @@ var actionNames = [...]string{
 	ActionRetryLater:              "RetryLater",
 	ActionCompareFingerprints:     "CompareFingerprints",
 	ActionFixProbeCertificate:     "FixProbeCertificate",
+	ActionFixRegistryAccess:       "FixRegistryAccess",
+	ActionRunReadJob:              "RunReadJob",
+	ActionRecordMapping:           "RecordMapping",
 }
 
 // String returns the action in CamelCase.

@@ -199,6 +199,33 @@ func ProbeCertificateStep() Step {
 	}
 }
 
+// RegistryAccessStep is what to do when the registry bridge refuses
+// certsync: its credentials, not SF, are the problem.
+func RegistryAccessStep() Step {
+	return Step{
+		Action: ActionFixRegistryAccess,
+		Text:   "The registry bridge refused certsync: check the connection's registry.token_file (a valid, unexpired token) and registry.ca_file, then ask again. This says nothing about SF's mapping.",
+	}
+}
+
+// RunReadJobStep is what to do when nothing proves IPS's own mapping: an
+// IPS READ job's outcome would.
+func RunReadJobStep() Step {
+	return Step{
+		Action: ActionRunReadJob,
+		Text:   "Run an IPS READ job for the source system (certsyncctl start-job NAME --force --reason TEXT, or in IPS) or let the next scheduled one run; its outcome proves or disproves IPS's own mapping.",
+	}
+}
+
+// RecordMappingStep is what to do on a manual registry when nobody recorded
+// what SF shows.
+func RecordMappingStep() Step {
+	return Step{
+		Action: ActionRecordMapping,
+		Text:   "Record what SF Admin Center > Security Center > X.509 Public Certificate Mapping shows for IPS's mapping: certsyncctl record-mapping NAME --fingerprint FINGERPRINT (or --certificate FILE).",
+	}
+}
+
 func stepCompareFingerprints() Step {
 	return Step{
 		Action: ActionCompareFingerprints,

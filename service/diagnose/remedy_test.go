@@ -212,6 +212,9 @@ func TestEnumsMatchProto(t *testing.T) {
 		ActionRetryLater:              certsyncv1.RemediationAction_REMEDIATION_ACTION_RETRY_LATER,
 		ActionCompareFingerprints:     certsyncv1.RemediationAction_REMEDIATION_ACTION_COMPARE_FINGERPRINTS,
 		ActionFixProbeCertificate:     certsyncv1.RemediationAction_REMEDIATION_ACTION_FIX_PROBE_CERTIFICATE,
+		ActionFixRegistryAccess:       certsyncv1.RemediationAction_REMEDIATION_ACTION_FIX_REGISTRY_ACCESS,
+		ActionRunReadJob:              certsyncv1.RemediationAction_REMEDIATION_ACTION_RUN_READ_JOB,
+		ActionRecordMapping:           certsyncv1.RemediationAction_REMEDIATION_ACTION_RECORD_MAPPING,
 	}
 	if len(actions) != len(certsyncv1.RemediationAction_name) {
 		t.Errorf("%d actions, proto has %d", len(actions), len(certsyncv1.RemediationAction_name))
@@ -233,7 +236,8 @@ func TestStrings(t *testing.T) {
 		{Cause(-1).String(), "Cause(-1)"},
 		{ActionFixURL.String(), "FixURL"},
 		{ActionFixProbeCertificate.String(), "FixProbeCertificate"},
-		{Action(11).String(), "Action(11)"},
+		{ActionRecordMapping.String(), "RecordMapping"},
+		{Action(99).String(), "Action(99)"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -39,6 +39,10 @@ type Policy struct {
 	TransientRetryAfter time.Duration
 	// RunningRetryAfter is the retry hint while a re-registration runs.
 	RunningRetryAfter time.Duration
+	// ActionRetryAfter is the retry hint while the answer waits for
+	// someone to act (record a mapping, run a READ job, fix the registry's
+	// credentials): asking every few seconds would change nothing.
+	ActionRetryAfter time.Duration
 	// JobMaxAge is how old an IPS READ job may be and still speak for
 	// IPS's own mapping; 0 means DefaultJobMaxAge.
 	JobMaxAge time.Duration
@@ -48,6 +52,7 @@ type Policy struct {
 const (
 	DefaultTransientRetryAfter = 5 * time.Second
 	DefaultRunningRetryAfter   = 15 * time.Second
+	DefaultActionRetryAfter    = time.Minute
 	// DefaultJobMaxAge: IPS jobs typically run daily or more often.
 	DefaultJobMaxAge = 24 * time.Hour
 )
@@ -67,6 +72,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.RunningRetryAfter <= 0 {
 		p.RunningRetryAfter = DefaultRunningRetryAfter
+	}
+	if p.ActionRetryAfter <= 0 {
+		p.ActionRetryAfter = DefaultActionRetryAfter
 	}
 	if p.JobMaxAge <= 0 {
 		p.JobMaxAge = DefaultJobMaxAge
@@ -104,6 +112,7 @@ const (
 	bucketProbe
 	bucketRegistry
 	bucketProbeCert
+	bucketEvidence // what would give the missing evidence; never on a DENY
 	bucketRetry
 	nBuckets
 )
@@ -254,15 +263,26 @@ func (d *decider) registry() {
 			// Nothing recorded: missing evidence, which blocks only when
 			// nothing else proves IPS's mapping.
 			msg = "the connection uses the manual registry driver and nobody has recorded what SF shows (certsyncctl record-mapping)"
+			blocks := !d.ipsMappingProven()
 			for _, t := range []string{TypeMappingPresent, TypeFingerprintsMatch} {
-				d.add(Condition{Type: t, Status: Unknown, Severity: Warning, Source: FromPerson, Reason: "NotRecorded", Message: msg, Inconclusive: !d.ipsMappingProven()})
+				d.add(Condition{Type: t, Status: Unknown, Severity: Warning, Source: FromPerson, Reason: "NotRecorded", Message: msg, Inconclusive: blocks})
+			}
+			if blocks {
+				d.retryAfter(d.p.ActionRetryAfter)
+				d.remedy(bucketEvidence, diagnose.RecordMappingStep())
 			}
 			return
 		}
 		if ev.RegistryErr != nil {
 			reason, msg = registryReason(ev.RegistryErr), "SF's mappings could not be read: "+ev.RegistryErr.Error()
-			d.retryAfter(d.p.TransientRetryAfter)
-			d.remedy(bucketRetry, pick(diagnose.CauseServerError, diagnose.Situation{}, diagnose.ActionRetryLater)...)
+			if reason == "RegistryRefused" {
+				// A refused token does not mend itself in seconds.
+				d.retryAfter(d.p.ActionRetryAfter)
+				d.remedy(bucketEvidence, diagnose.RegistryAccessStep())
+			} else {
+				d.retryAfter(d.p.TransientRetryAfter)
+				d.remedy(bucketRetry, pick(diagnose.CauseServerError, diagnose.Situation{}, diagnose.ActionRetryLater)...)
+			}
 		}
 		for _, t := range []string{TypeMappingPresent, TypeFingerprintsMatch} {
 			d.add(Condition{Type: t, Status: Unknown, Severity: Warning, Source: FromRegistry, Reason: reason, Message: msg, Inconclusive: true})
@@ -576,16 +596,28 @@ func (d *decider) ipsMapping(separate bool) {
 		c.Reason, c.Inconclusive = "ReadJobFailedUnclear", true
 		c.Message = fmt.Sprintf("IPS's READ job %s failed and its log names no certificate problem (%s); run it again or look at it in IPS", job.JobID, job.Summary)
 		c.ObservedTime = job.EndTime
+		d.retryAfter(d.p.ActionRetryAfter)
+		d.remedy(bucketEvidence, diagnose.RunReadJobStep())
 	case d.ev.Config.Probe.AcceptPlatformOnlyEvidence && recorded:
 		c.Reason, c.Inconclusive = "PersonRecordOnly", true
 		c.Message = "only a person's record speaks for IPS's own mapping (manual registry, separate probe identity, no recent IPS READ job): a person's record never allows on its own; run a READ job (StartProvisioningJob with force) or let one run"
 		c.Source = FromPerson
+		d.retryAfter(d.p.ActionRetryAfter)
+		d.remedy(bucketEvidence, diagnose.RunReadJobStep())
 	case d.ev.Config.Probe.AcceptPlatformOnlyEvidence:
 		c.Reason = ReasonPlatformOnlyEvidence
 		c.Message = "nothing proves that IPS's own mapping authenticates (the probe uses its own certificate); the connection accepts platform-only evidence"
 	default:
 		c.Reason, c.Inconclusive = ReasonNoIPSEvidence, true
 		c.Message = "nothing proves that IPS's own mapping authenticates (the probe uses its own certificate and there is no recent IPS READ job that succeeded); set probe.accept_platform_only_evidence to accept the platform probe alone"
+		d.retryAfter(d.p.ActionRetryAfter)
+		if j := d.ev.IPSJob; j != nil && !j.Done {
+			// Its outcome will tell: wait for it rather than start another.
+			c.Message += fmt.Sprintf("; IPS's READ job %s is running, and its outcome will tell", j.JobID)
+			d.remedy(bucketRetry, pick(diagnose.CauseServerError, diagnose.Situation{}, diagnose.ActionRetryLater)...)
+		} else {
+			d.remedy(bucketEvidence, diagnose.RunReadJobStep())
+		}
 	}
 	c.Message += outage
 	d.add(c)
@@ -769,7 +801,7 @@ func (d *decider) verdict() Verdict {
 		for _, st := range steps {
 			// Retrying is no remedy for a job that would fail; while the
 			// fix runs, waiting for it is the only one.
-			if b == bucketRetry && v.Decision == Deny {
+			if (b == bucketRetry || b == bucketEvidence) && v.Decision == Deny {
 				continue
 			}
 			if d.running && b != bucketRetry {

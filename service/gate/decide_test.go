@@ -199,7 +199,7 @@ func TestDecide(t *testing.T) {
 			ev.Comparison = nil
 			ev.RegistryErr = &registry.Error{Step: registry.StepList, Status: 401}
 		}, Policy{},
-			want{Inconclusive, TypeFingerprintsMatch, "RegistryRefused", Unknown, Warning, "RetryLater", true}},
+			want{Inconclusive, TypeFingerprintsMatch, "RegistryRefused", Unknown, Warning, "FixRegistryAccess", true}},
 		{"manual registry", func(ev *Evidence) { ev.Comparison, ev.RegistryConfigured = nil, false }, Policy{},
 			want{Inconclusive, TypeFingerprintsMatch, "ManualRegistry", Unknown, Warning, "-", true}},
 		// A probe failing because of its own certificate: fix the probe,
@@ -218,7 +218,7 @@ func TestDecide(t *testing.T) {
 		{"probe certificate expiring", func(ev *Evidence) { ev.ProbeCert = cert(2 * day) }, Policy{},
 			want{Allow, TypeProbeCertificateValid, "ExpiresWithin3Days", True, Warning, "-", false}},
 		{"separate identity without IPS evidence", func(ev *Evidence) { ev.Config.Probe.Identity = "separate" }, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RunReadJob", true}},
 		{"separate identity accepting platform-only evidence", func(ev *Evidence) {
 			ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = "separate", true
 		}, Policy{},
@@ -254,7 +254,7 @@ func TestDecide(t *testing.T) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-DefaultJobMaxAge-time.Minute), true, "")
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RunReadJob", true}},
 		{"separate identity with a READ job exactly JobMaxAge old", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-DefaultJobMaxAge), true, "")
@@ -264,13 +264,13 @@ func TestDecide(t *testing.T) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-2*time.Hour), true, "")
 		}, Policy{JobMaxAge: time.Hour},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RunReadJob", true}},
 		{"separate identity with a READ job that ended before the last re-registration", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-2*time.Hour), true, "")
 			ev.LastReregistration = &Reregistration{State: "SUCCEEDED", Ended: t0.Add(-time.Hour)}
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RunReadJob", true}},
 		{"separate identity with a READ job that ended after the last re-registration", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-time.Hour), true, "")
@@ -293,20 +293,20 @@ func TestDecide(t *testing.T) {
 			ev.IPSJob = readJob(t0.Add(-time.Hour), true, "")
 			ev.LastReregistration = &Reregistration{ID: "op-7", State: "SUCCEEDED", Ended: t0.Add(-time.Hour - time.Minute)}
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RunReadJob", true}},
 		{"separate identity with the READ job of an older re-registration", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-time.Hour), true, "")
 			ev.IPSJob.Operation = "op-6"
 			ev.LastReregistration = &Reregistration{ID: "op-7", State: "FAILED", Ended: t0.Add(-time.Hour + time.Millisecond)}
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RunReadJob", true}},
 		{"separate identity with a READ job still running", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(time.Time{}, false, "")
 			ev.IPSJob.Done, ev.IPSJob.Status = false, "Running"
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RetryLater", true}},
 		// A job still running has no end: the errors it met so far are no
 		// verdict on IPS's mapping.
 		{"separate identity with a READ job running with AUTH0032 errors", func(ev *Evidence) {
@@ -314,7 +314,7 @@ func TestDecide(t *testing.T) {
 			ev.IPSJob = readJob(time.Time{}, false, diagnose.CauseInvalidClientCertificate.String())
 			ev.IPSJob.Done, ev.IPSJob.Status = false, "Running with Error"
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RetryLater", true}},
 		// DOMAIN.md's first row again, told by IPS's own job: the mapping
 		// matches, so re-register.
 		{"separate identity with a recent READ job failing with AUTH0032", func(ev *Evidence) {
@@ -340,7 +340,7 @@ func TestDecide(t *testing.T) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseServerError.String())
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RunReadJob", true}},
 		{"separate identity accepting platform-only evidence with a READ job failing with a transport error", func(ev *Evidence) {
 			ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = "separate", true
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseTransportError.String())
@@ -351,23 +351,23 @@ func TestDecide(t *testing.T) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseUnrecognizedResponse.String())
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, "RunReadJob", true}},
 		{"separate identity with a failed READ job older than JobMaxAge", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-2*DefaultJobMaxAge), false, diagnose.CauseInvalidClientCertificate.String())
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RunReadJob", true}},
 		{"separate identity with a failed READ job before the last re-registration", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-2*time.Hour), false, diagnose.CauseInvalidClientCertificate.String())
 			ev.LastReregistration = &Reregistration{State: "SUCCEEDED", Ended: t0.Add(-time.Hour)}
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, "RunReadJob", true}},
 		{"separate identity with a failed READ job nobody diagnosed", func(ev *Evidence) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, "")
 		}, Policy{},
-			want{Inconclusive, TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, "-", true}},
+			want{Inconclusive, TypeIpsMappingAuthenticates, "ReadJobFailedUnclear", Unknown, Warning, "RunReadJob", true}},
 		{"a probe with IPS's own identity ignores a failed READ job", func(ev *Evidence) {
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseInvalidClientCertificate.String())
 		}, Policy{},
@@ -609,5 +609,32 @@ func TestSourceOutageIsInconclusive(t *testing.T) {
 	v = Decide(ev, Policy{}.withDefaults())
 	if c, _ := condition(v, TypeSourceCertificatePresent); v.Decision != Deny || c.Reason != "SourceCertificateMissing" {
 		t.Errorf("missing: %v %s", v.Decision, c.Reason)
+	}
+}
+
+// TestWaitingForSomeoneAsksLessOften: an answer that waits for someone to
+// act (run a READ job, fix the registry's token) will not change within
+// seconds, so the retry hint says a minute, not five seconds; an outage
+// keeps the short one.
+func TestWaitingForSomeoneAsksLessOften(t *testing.T) {
+	noJob := healthy()
+	noJob.Config.Probe.Identity = "separate"
+	refused := healthy()
+	refused.Comparison, refused.RegistryErr = nil, &registry.Error{Status: 401, Message: "token expired"}
+	outage := healthy()
+	outage.Comparison, outage.RegistryErr = nil, &registry.Error{Status: 503, Message: "unavailable", Transient: true}
+	for _, tc := range []struct {
+		name string
+		ev   *Evidence
+		want time.Duration
+	}{
+		{"no READ job proves IPS's mapping", noJob, DefaultActionRetryAfter},
+		{"the registry refuses certsync's token", refused, DefaultActionRetryAfter},
+		{"the registry is unreachable", outage, DefaultTransientRetryAfter},
+	} {
+		v := Decide(tc.ev, Policy{}.withDefaults())
+		if v.Decision != Inconclusive || v.RetryAfter != tc.want {
+			t.Errorf("%s: %v, retry after %v, want %v", tc.name, v.Decision, v.RetryAfter, tc.want)
+		}
 	}
 }

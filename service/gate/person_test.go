@@ -170,7 +170,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			ev := manual(t, cs, nil)
 			ev.Probe = probe(scim.Unreachable, 503, "")
 			return ev
-		}, Policy{}, Inconclusive, "RetryLater", []wantCond{
+		}, Policy{}, Inconclusive, "RecordMapping RetryLater", []wantCond{
 			{TypeMappingPresent, "NotRecorded", Unknown, Warning, FromPerson, true},
 			{TypeFingerprintsMatch, "NotRecorded", Unknown, Warning, FromPerson, true},
 			{TypeScimAuthentication, ReasonUnreachable, Unknown, Warning, FromProbe, true},
@@ -179,7 +179,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			ev := manual(t, cs, nil)
 			ev.Probe = nil
 			return ev
-		}, Policy{}, Inconclusive, "-", []wantCond{
+		}, Policy{}, Inconclusive, "RecordMapping", []wantCond{
 			{TypeFingerprintsMatch, "NotRecorded", Unknown, Warning, FromPerson, true},
 		}},
 		{"nothing recorded, the probe is refused with AUTH0032", func(t *testing.T) *Evidence {
@@ -203,7 +203,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			ev := manual(t, cs, nil)
 			ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = "separate", true
 			return ev
-		}, Policy{}, Inconclusive, "-", []wantCond{
+		}, Policy{}, Inconclusive, "RecordMapping RunReadJob", []wantCond{
 			{TypeFingerprintsMatch, "NotRecorded", Unknown, Warning, FromPerson, true},
 			{TypeIpsMappingAuthenticates, "PersonRecordOnly", Unknown, Warning, FromPerson, true},
 		}},
@@ -304,7 +304,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			ev.Config.Probe.Identity = "separate"
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseServerError.String())
 			return ev
-		}, Policy{}, Inconclusive, "-", []wantCond{
+		}, Policy{}, Inconclusive, "RecordMapping RunReadJob", []wantCond{
 			{TypeFingerprintsMatch, "NotRecorded", Unknown, Warning, FromPerson, true},
 		}},
 		// What a registry returned is not a person's record: the probe
@@ -322,7 +322,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			ev := manual(t, cs, record(cs.active, recordFile))
 			ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = "separate", true
 			return ev
-		}, Policy{}, Inconclusive, "-", []wantCond{
+		}, Policy{}, Inconclusive, "RunReadJob", []wantCond{
 			{TypeIpsMappingAuthenticates, "PersonRecordOnly", Unknown, Warning, FromPerson, true},
 			{TypeFingerprintsMatch, "Match", True, Info, FromPerson, false},
 		}},
@@ -339,7 +339,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			ev := manual(t, cs, record(cs.active, recordFile))
 			ev.Config.Probe.Identity = "separate"
 			return ev
-		}, Policy{}, Inconclusive, "-", []wantCond{
+		}, Policy{}, Inconclusive, "RunReadJob", []wantCond{
 			{TypeIpsMappingAuthenticates, ReasonNoIPSEvidence, Unknown, Warning, FromIPSJob, true},
 		}},
 		{"record matches, separate identity accepting platform-only evidence, stale READ job", func(t *testing.T) *Evidence {
@@ -347,7 +347,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = "separate", true
 			ev.IPSJob = readJob(t0.Add(-DefaultJobMaxAge-time.Hour), true, "")
 			return ev
-		}, Policy{}, Inconclusive, "-", []wantCond{
+		}, Policy{}, Inconclusive, "RunReadJob", []wantCond{
 			{TypeIpsMappingAuthenticates, "PersonRecordOnly", Unknown, Warning, FromPerson, true},
 		}},
 		{"record matches, separate identity accepting platform-only evidence, READ job failing with a server error", func(t *testing.T) *Evidence {
@@ -355,7 +355,7 @@ func TestDecidePersonRecordsAndReadJobs(t *testing.T) {
 			ev.Config.Probe.Identity, ev.Config.Probe.AcceptPlatformOnlyEvidence = "separate", true
 			ev.IPSJob = readJob(t0.Add(-time.Hour), false, diagnose.CauseServerError.String())
 			return ev
-		}, Policy{}, Inconclusive, "-", []wantCond{
+		}, Policy{}, Inconclusive, "RunReadJob", []wantCond{
 			{TypeIpsMappingAuthenticates, "PersonRecordOnly", Unknown, Warning, FromPerson, true},
 		}},
 		{"record matches, separate identity accepting platform-only evidence, a recent successful READ job", func(t *testing.T) *Evidence {

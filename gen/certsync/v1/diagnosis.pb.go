@@ -142,6 +142,15 @@ const (
 	// The probe's own certificate or key is the problem: fix the probe's
 	// configuration (this says nothing about IPS's certificate).
 	RemediationAction_REMEDIATION_ACTION_FIX_PROBE_CERTIFICATE RemediationAction = 10
+	// The registry bridge refused certsync (a bad or expired token, a wrong
+	// CA): fix certsync's registry credentials (registry.token_file).
+	RemediationAction_REMEDIATION_ACTION_FIX_REGISTRY_ACCESS RemediationAction = 11
+	// Nothing proves IPS's own mapping yet: run an IPS READ job (or let one
+	// run) so that its outcome can.
+	RemediationAction_REMEDIATION_ACTION_RUN_READ_JOB RemediationAction = 12
+	// Manual registry: record what SF's Security Center shows for IPS's
+	// mapping (certsyncctl record-mapping, RecordTargetMapping).
+	RemediationAction_REMEDIATION_ACTION_RECORD_MAPPING RemediationAction = 13
 )
 
 // Enum value maps for RemediationAction.
@@ -158,6 +167,9 @@ var (
 		8:  "REMEDIATION_ACTION_RETRY_LATER",
 		9:  "REMEDIATION_ACTION_COMPARE_FINGERPRINTS",
 		10: "REMEDIATION_ACTION_FIX_PROBE_CERTIFICATE",
+		11: "REMEDIATION_ACTION_FIX_REGISTRY_ACCESS",
+		12: "REMEDIATION_ACTION_RUN_READ_JOB",
+		13: "REMEDIATION_ACTION_RECORD_MAPPING",
 	}
 	RemediationAction_value = map[string]int32{
 		"REMEDIATION_ACTION_UNSPECIFIED":               0,
@@ -171,6 +183,9 @@ var (
 		"REMEDIATION_ACTION_RETRY_LATER":               8,
 		"REMEDIATION_ACTION_COMPARE_FINGERPRINTS":      9,
 		"REMEDIATION_ACTION_FIX_PROBE_CERTIFICATE":     10,
+		"REMEDIATION_ACTION_FIX_REGISTRY_ACCESS":       11,
+		"REMEDIATION_ACTION_RUN_READ_JOB":              12,
+		"REMEDIATION_ACTION_RECORD_MAPPING":            13,
 	}
 )
 
@@ -524,7 +539,7 @@ const file_certsync_v1_diagnosis_proto_rawDesc = "" +
 	"\x1aFAILURE_CAUSE_RATE_LIMITED\x10\x06\x12\x1e\n" +
 	"\x1aFAILURE_CAUSE_SERVER_ERROR\x10\a\x12!\n" +
 	"\x1dFAILURE_CAUSE_TRANSPORT_ERROR\x10\b\x12'\n" +
-	"#FAILURE_CAUSE_UNRECOGNIZED_RESPONSE\x10\t*\xc8\x03\n" +
+	"#FAILURE_CAUSE_UNRECOGNIZED_RESPONSE\x10\t*\xc0\x04\n" +
 	"\x11RemediationAction\x12\"\n" +
 	"\x1eREMEDIATION_ACTION_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREMEDIATION_ACTION_REREGISTER\x10\x01\x120\n" +
@@ -537,7 +552,10 @@ const file_certsync_v1_diagnosis_proto_rawDesc = "" +
 	"\x1eREMEDIATION_ACTION_RETRY_LATER\x10\b\x12+\n" +
 	"'REMEDIATION_ACTION_COMPARE_FINGERPRINTS\x10\t\x12,\n" +
 	"(REMEDIATION_ACTION_FIX_PROBE_CERTIFICATE\x10\n" +
-	"B9Z7github.com/certsync/certsync/gen/certsync/v1;certsyncv1b\x06proto3"
+	"\x12*\n" +
+	"&REMEDIATION_ACTION_FIX_REGISTRY_ACCESS\x10\v\x12#\n" +
+	"\x1fREMEDIATION_ACTION_RUN_READ_JOB\x10\f\x12%\n" +
+	"!REMEDIATION_ACTION_RECORD_MAPPING\x10\rB9Z7github.com/certsync/certsync/gen/certsync/v1;certsyncv1b\x06proto3"
 
 var (
 	file_certsync_v1_diagnosis_proto_rawDescOnce sync.Once
