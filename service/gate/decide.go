@@ -198,6 +198,10 @@ func (d *decider) sourceCertificate() {
 	if reason != "" {
 		d.add(Condition{Type: TypeSourceCertificateValid, Status: False, Severity: Error, Source: FromSourceCertificate,
 			Reason: reason, Message: "IPS's active certificate is not usable: " + strings.Join(problems, "; ")})
+		if !s.ClientAuth {
+			// Only a new certificate from IPS fixes its key usage.
+			d.remedy(bucketSource, pick(diagnose.CauseTLSRejected, diagnose.Situation{}, diagnose.ActionRenewCertificate)...)
+		}
 	} else {
 		d.add(Condition{Type: TypeSourceCertificateValid, Status: True, Severity: Info, Source: FromSourceCertificate,
 			Reason: "Valid", Message: "IPS's active certificate allows TLS client authentication and matches the pinned names, if any"})

@@ -132,7 +132,7 @@ func TestDecide(t *testing.T) {
 		}, Policy{},
 			want{Deny, TypeSourceCertificatePresent, "SourceCertificateMissing", False, Error, "-", false}},
 		{"no client auth usage", func(ev *Evidence) { ev.Source.ClientAuth = false }, Policy{},
-			want{Deny, TypeSourceCertificateValid, "NoClientAuthUsage", False, Error, "-", false}},
+			want{Deny, TypeSourceCertificateValid, "NoClientAuthUsage", False, Error, "RenewCertificate", false}},
 		{"pinned subject differs", func(ev *Evidence) { ev.Config.PinnedSubject = "CN=other" }, Policy{},
 			want{Deny, TypeSourceCertificateValid, "PinnedSubjectDiffers", False, Error, "-", false}},
 		// DOMAIN.md's first row: fingerprints match and AUTH0032: re-register.
