@@ -614,12 +614,13 @@ func (d *decider) ipsMapping(separate bool) {
 	default:
 		c.Reason, c.Inconclusive = ReasonNoIPSEvidence, true
 		c.Message = "nothing proves that IPS's own mapping authenticates (the probe uses its own certificate and there is no recent IPS READ job that succeeded); set probe.accept_platform_only_evidence to accept the platform probe alone"
-		d.retryAfter(d.p.ActionRetryAfter)
 		if j := d.ev.IPSJob; j != nil && !j.Done {
 			// Its outcome will tell: wait for it rather than start another.
 			c.Message += fmt.Sprintf("; IPS's READ job %s is running, and its outcome will tell", j.JobID)
+			d.retryAfter(d.p.RunningRetryAfter)
 			d.remedy(bucketRetry, pick(diagnose.CauseServerError, diagnose.Situation{}, diagnose.ActionRetryLater)...)
 		} else {
+			d.retryAfter(d.p.ActionRetryAfter)
 			d.remedy(bucketEvidence, diagnose.RunReadJobStep())
 		}
 	}
@@ -687,7 +688,10 @@ func (d *decider) automaticRemediation() {
 		if len(ar.Windows) > 0 {
 			c.Message += ", within " + strings.Join(ar.Windows, "; ") + " UTC"
 		}
-		c.Message += "); certsync did nothing by itself in the last 24 hours"
+		c.Message += ")"
+		if last != nil && !last.Automatic {
+			c.Message += "; the latest re-registration was not certsync's own"
+		}
 	}
 	d.add(c)
 }

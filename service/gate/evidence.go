@@ -145,7 +145,12 @@ func (g *Gate) collect(ctx context.Context, c *inventory.Connection, start time.
 			ev.LastReregistration = &Reregistration{ID: op.ID, State: string(op.State), Ended: op.EndTime, Automatic: op.Automatic, Reason: op.Reason}
 		}
 	}
-	if c.Config.Probe.Identity == "separate" && g.o.Jobs != nil {
+	// The READ job speaks for IPS's own mapping whenever the probe does not
+	// present IPS's active certificate: a separate identity, or IPS's key
+	// pair not given the renewed certificate yet.
+	probeNotIPS := c.Config.Probe.Identity == "separate" ||
+		(ev.ProbeCert != nil && ev.Source != nil && ev.ProbeCert.SHA256 != ev.Source.SHA256)
+	if probeNotIPS && g.o.Jobs != nil {
 		var client ipsjobs.Client
 		if c.IPS != nil {
 			client = c.IPS

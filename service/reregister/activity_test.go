@@ -2,10 +2,13 @@ package reregister_test
 
 import (
 	"context"
+	"crypto/x509/pkix"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/certsync/certsync/service/fault"
+	"github.com/certsync/certsync/service/pki"
 	"github.com/certsync/certsync/service/reregister"
 	"github.com/certsync/certsync/service/store"
 )
@@ -113,5 +116,47 @@ func TestNothingStartsWhileDraining(t *testing.T) {
 	}
 	if ops, _, err := st.ListOperations(ctx, store.ListFilter{}); err != nil || len(ops) != 0 {
 		t.Errorf("%d operations stored (%v)", len(ops), err)
+	}
+}
+
+// TestLateUploadOnlyWhileNothingCameAfter: an upload confirmed after its
+// operation timed out is taken only while no later re-registration speaks
+// for SF's mapping (its own steps say what SF shows now).
+func TestLateUploadOnlyWhileNothingCameAfter(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "", t.TempDir())
+	must(t, err)
+	t.Cleanup(func() { st.Close() })
+	m := reregister.New(reregister.Options{Store: st})
+	t.Cleanup(m.Close)
+	ca, err := pki.NewCA("IPS", time.Now().Add(-time.Hour), 48*time.Hour)
+	must(t, err)
+	leaf, err := ca.Issue(pki.LeafOptions{Subject: pkix.Name{CommonName: "ips-outbound"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)})
+	must(t, err)
+	base := time.Now().UTC().Add(-time.Hour)
+	timedOut := func(id string, at time.Time) {
+		_, err := st.CreateOperation(ctx, &store.Operation{ID: id, Connection: "c", State: store.StateFailed, Manual: true,
+			SourceCertificateDER: leaf.Cert.Raw, Upload: &store.Mapping{ConfigurationName: "IPS"},
+			Error:      &store.OperationError{Code: "DEADLINE_EXCEEDED", Reason: "CONFIRMATION_TIMEOUT", Metadata: map[string]string{"step": string(store.StepUploadCertificate)}},
+			Steps:      []store.Step{{Kind: store.StepDeleteMapping, State: store.StepSucceeded}, {Kind: store.StepUploadCertificate, State: store.StepFailed}},
+			CreateTime: at, UpdateTime: at, EndTime: at}, nil)
+		must(t, err)
+	}
+	timedOut("a", base)
+	// A dry run after it changes nothing in SF: still taken.
+	_, err = st.CreateOperation(ctx, &store.Operation{ID: "dry", Connection: "c", State: store.StateSucceeded, ValidateOnly: true,
+		CreateTime: base.Add(time.Minute), UpdateTime: base.Add(time.Minute)}, nil)
+	must(t, err)
+	if _, err := m.Confirm(ctx, reregister.ConfirmRequest{ID: "a", Step: store.StepUploadCertificate, By: "carol"}); err != nil {
+		t.Fatalf("late upload with nothing after it: %v", err)
+	}
+	// Another timed-out operation, then a newer one: refused, naming it.
+	timedOut("b", base.Add(2*time.Minute))
+	_, err = st.CreateOperation(ctx, &store.Operation{ID: "c-new", Connection: "c", State: store.StateRunning, Manual: true,
+		CreateTime: base.Add(3 * time.Minute), UpdateTime: base.Add(3 * time.Minute)}, nil)
+	must(t, err)
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: "b", Step: store.StepUploadCertificate, By: "carol"})
+	if fe, ok := fault.As(err); !ok || fe.Reason != "OPERATION_DONE" || !strings.Contains(fe.Message, "operations/c-new") {
+		t.Fatalf("late upload after a newer operation: %v", err)
 	}
 }

@@ -98,7 +98,7 @@ type Manager struct {
 	// replica's from the store within runningCacheTTL.
 	lastEnded map[string]time.Time
 	// endsKnown are the operations whose end was taken from the store,
-	// and when, for as long as the overlap may return them again.
+	// with their update time, for as long as a question may return them.
 	endsKnown map[string]time.Time
 	// endedAsked is when the store was last asked for ended operations;
 	// created is when the manager was built, the first question's start.
@@ -428,13 +428,14 @@ func (m *Manager) refreshActivityLocked(ctx context.Context) bool {
 		since = m.created
 	}
 	endedIDs := map[string]bool{}
-	if ended, err := m.o.Store.ListEndedSince(ctx, since.Add(-endedOverlap)); err == nil {
+	from := since.Add(-endedOverlap)
+	if ended, err := m.o.Store.ListEndedSince(ctx, from); err == nil {
 		for _, op := range ended {
 			endedIDs[op.ID] = true
 			if _, known := m.endsKnown[op.ID]; known || op.ValidateOnly {
 				continue // the overlap returns ends already taken
 			}
-			m.endsKnown[op.ID] = now
+			m.endsKnown[op.ID] = op.UpdateTime
 			// Another replica's clock may run ahead; an end read from
 			// the store has happened by now on this one.
 			at := op.EndTime
@@ -443,8 +444,10 @@ func (m *Manager) refreshActivityLocked(ctx context.Context) bool {
 			}
 			m.noteEndedLocked(op.Connection, at)
 		}
-		for id, at := range m.endsKnown {
-			if now.Sub(at) > 2*endedOverlap {
+		// Forgotten once no question can return them again: by their
+		// update time, which another replica's clock may have put ahead.
+		for id, updated := range m.endsKnown {
+			if updated.Before(from) {
 				delete(m.endsKnown, id)
 			}
 		}

@@ -269,12 +269,17 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 	// A recovered run resumes the job it started, rather than a second
 	// one that IPS may refuse while the first runs.
 	var rec *store.JobRecord
-	if recs, err := r.m.o.Store.LatestJobs(r.ctx, r.op.Connection, 20); err == nil {
-		for _, j := range recs {
-			if j.Operation == r.op.ID && j.Type == "READ" {
-				rec = j
-				break
-			}
+	recs, err := r.m.o.Store.LatestJobs(r.ctx, r.op.Connection, 20)
+	if err != nil {
+		// Without the records a resumed run cannot tell whether it
+		// started a job: recovery tries again.
+		r.m.log.Warn("read the READ jobs of a re-registration", "operation", r.op.ID, "err", err)
+		return errHandOver
+	}
+	for _, j := range recs {
+		if j.Operation == r.op.ID && j.Type == "READ" {
+			rec = j
+			break
 		}
 	}
 	job := ips.Job{}
@@ -311,14 +316,17 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 			return err
 		}
 	}
-	// The job's own start, journaled: a resumed run does not wait anew.
+	// The job's own start, journaled: a resumed run does not wait anew,
+	// but it looks at the job once before it judges the deadline.
 	deadline := rec.StartTime.Add(r.m.o.JobTimeout)
 	client := c.IPS
 	noStatus := false // IPS serves no job status: the log is all there is
-	var logErr error  // without status: why the log could not be read (nil once it was)
+	logRead := false  // without status: a log was read (and was clean)
+	logErr := errors.New("not read yet")
+	looked := false
 	for !job.Done() {
-		if !r.m.o.Now().Before(deadline) {
-			if noStatus && logErr == nil {
+		if looked && !r.m.o.Now().Before(deadline) {
+			if noStatus && logRead {
 				return r.jobUnverified(job.ID, fmt.Sprintf("IPS does not report how jobs stand, and READ job %s's log showed no failing call within %s; the probe verified the mapping, look at the job in IPS to be sure", job.ID, r.m.o.JobTimeout))
 			}
 			if noStatus {
@@ -333,6 +341,7 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 			return errHandOver
 		case <-time.After(r.m.o.JobPollInterval):
 		}
+		looked = true
 		if noStatus {
 			// A log with a failing call is a failed job; a clean one says
 			// nothing yet.
@@ -340,8 +349,12 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 			if r.ctx.Err() != nil {
 				return errHandOver
 			}
-			logErr = err
-			if err == nil && fresh.Done {
+			if err != nil {
+				logErr = err
+				continue
+			}
+			logRead = true
+			if fresh.Done {
 				job = ips.Job{ID: job.ID, Status: fresh.Status}
 			}
 			continue
@@ -354,8 +367,9 @@ func (r *run) verifyJob(c *inventory.Connection) error {
 			return errHandOver
 		case errors.Is(err, ips.ErrStatusUnsupported), errors.Is(err, ips.ErrJobNotFound):
 			// GET .../jobs/{id} is certsync's assumption, not IPS's
-			// documented API: without it, read the log instead.
-			noStatus, logErr = true, errors.New("not read yet")
+			// documented API: without it, read the log instead (at
+			// least once, even past the deadline).
+			noStatus, looked = true, false
 			continue
 		case err != nil:
 			var e *ips.Error
@@ -399,6 +413,8 @@ func (r *run) startJob(c *inventory.Connection) (ips.Job, error) {
 			}
 			select {
 			case <-r.ctx.Done():
+				r.step(store.StepVerifyJob).JobRequested = time.Time{} // IPS refused: no job runs
+				_ = r.save()
 				return ips.Job{}, errHandOver
 			case <-time.After(wait):
 			}
@@ -473,6 +489,18 @@ func (m *Manager) Confirm(ctx context.Context, req ConfirmRequest) (*store.Opera
 			return nil, err
 		}
 		late := op.Done() && uploadTimedOut(op, req.Step)
+		if late {
+			// Only while no later re-registration speaks for SF's
+			// mapping: its steps say what SF shows now.
+			newer, err := m.laterOperation(ctx, op)
+			if err != nil {
+				return nil, err
+			}
+			if newer != "" {
+				return nil, fault.New(fault.FailedPrecondition, "OPERATION_DONE", "operation %s already ended %s, and operations/%s came after it: confirm that one's steps, or record what SF shows (RecordTargetMapping)", name, op.State, newer).
+					With("operation", name).With("state", string(op.State)).With("later_operation", "operations/"+newer)
+			}
+		}
 		if op.Done() && !late {
 			return nil, fault.New(fault.FailedPrecondition, "OPERATION_DONE", "operation %s already ended %s", name, op.State).With("operation", name).With("state", string(op.State))
 		}
@@ -578,6 +606,24 @@ func uploadTimedOut(op *store.Operation, step store.StepKind) bool {
 		}
 	}
 	return false
+}
+
+// laterOperation returns the id of a re-registration of op's connection
+// created after op (validate-only runs aside), or "".
+func (m *Manager) laterOperation(ctx context.Context, op *store.Operation) (string, error) {
+	ops, _, err := m.o.Store.ListOperations(ctx, store.ListFilter{Connection: op.Connection, PageSize: 50})
+	if err != nil {
+		return "", err
+	}
+	for _, o := range ops { // newest first
+		if o.ID == op.ID {
+			return "", nil
+		}
+		if !o.ValidateOnly {
+			return o.ID, nil
+		}
+	}
+	return "", nil
 }
 
 // recordConfirmed keeps what a confirmed step says SF now shows, so that

@@ -60,6 +60,10 @@ type env struct {
 	inv   *inventory.Inventory
 	hands registry.Driver
 	opts  reregister.Options
+	// hangs hears of each request the proxy holds; starts counts the
+	// start requests it held.
+	hangs  chan struct{}
+	starts *atomic.Int32
 }
 
 func setup(t *testing.T, statusUnsupported bool) *env {
@@ -70,22 +74,18 @@ func setup(t *testing.T, statusUnsupported bool) *env {
 }
 
 // statusHang makes the proxy hold GET .../jobs/{id} unanswered, after a
-// word on hangs; statusHangStart does so with POST .../startJob/..., which
-// it counts in starts.
+// word on env.hangs; statusHangStart does so with POST .../startJob/...,
+// which it counts in env.starts.
 const (
 	statusHang      = -1
 	statusHangStart = -2
-)
-
-var (
-	hangs  = make(chan struct{}, 100)
-	starts atomic.Int32
 )
 
 // setupProxied answers GET .../jobs/{id} with jobStatus and the log export
 // with logStatus, where they are not 0; the rest goes to the sandbox's IPS.
 func setupProxied(t *testing.T, jobStatus, logStatus int) *env {
 	statusUnsupported := jobStatus != 0 || logStatus != 0
+	hangs, starts := make(chan struct{}, 100), &atomic.Int32{}
 	ctx := context.Background()
 	sb, err := sandbox.New(sandbox.Options{Addr: "127.0.0.1:0"})
 	must(t, err)
@@ -156,7 +156,7 @@ func setupProxied(t *testing.T, jobStatus, logStatus int) *env {
 	hs := &hookStore{Store: st}
 	opts := reregister.Options{Store: hs, Inventory: inv, SettleWindow: 2 * time.Second, ProbeInterval: 200 * time.Millisecond,
 		JobPollInterval: 100 * time.Millisecond, LockTTL: time.Second}
-	return &env{st: st, hs: hs, inv: inv, hands: hands, opts: opts}
+	return &env{st: st, hs: hs, inv: inv, hands: hands, opts: opts, hangs: hangs, starts: starts}
 }
 
 // uploadAsPerson performs the waiting upload step in the sandbox, as a
@@ -337,7 +337,7 @@ func TestManualVerifyJobStatusNotFoundAndNoLog(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			e := setupProxied(t, tc.jobStatus, tc.logStatus)
-			e.opts.JobTimeout = time.Second
+			e.opts.JobTimeout = 3 * time.Second // room for a loaded machine: the log must be read in time
 			m := reregister.New(e.opts)
 			t.Cleanup(m.Close)
 			op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
@@ -387,7 +387,7 @@ func TestManualShutdownDuringJobStatus(t *testing.T) {
 	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
 	must(t, err)
 	select {
-	case <-hangs:
+	case <-e.hangs:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the READ job's status was never asked")
 	}
@@ -406,7 +406,6 @@ func TestManualShutdownDuringJobStatus(t *testing.T) {
 func TestManualStopWhileStartingTheJob(t *testing.T) {
 	ctx := context.Background()
 	e := setupProxied(t, statusHangStart, 0)
-	starts.Store(0)
 	m := reregister.New(e.opts)
 	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
 	must(t, err)
@@ -422,7 +421,7 @@ func TestManualStopWhileStartingTheJob(t *testing.T) {
 	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
 	must(t, err)
 	select {
-	case <-hangs:
+	case <-e.hangs:
 	case <-time.After(30 * time.Second):
 		t.Fatal("IPS was never asked to start the READ job")
 	}
@@ -447,7 +446,7 @@ func TestManualStopWhileStartingTheJob(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if n := starts.Load(); n != 1 {
+	if n := e.starts.Load(); n != 1 {
 		t.Errorf("IPS was asked %d times to start a READ job", n)
 	}
 }
