@@ -13,6 +13,18 @@ import (
 	"github.com/certsync/certsync/service/store"
 )
 
+// storeOnly is a Manager on an empty store and nothing else: enough for
+// what reads and writes the journal alone.
+func storeOnly(t *testing.T) (store.Store, *reregister.Manager) {
+	t.Helper()
+	st, err := store.Open(context.Background(), "", t.TempDir())
+	must(t, err)
+	t.Cleanup(func() { st.Close() })
+	m := reregister.New(reregister.Options{Store: st})
+	t.Cleanup(m.Close)
+	return st, m
+}
+
 // TestActivitySeesOtherReplicas: the gate asks Activity on every answer to
 // know whether its cached evidence predates a re-registration's end. Ends
 // written by another replica (here: straight into the shared store) are
@@ -21,11 +33,7 @@ import (
 // not an end that matters.
 func TestActivitySeesOtherReplicas(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "", t.TempDir())
-	must(t, err)
-	t.Cleanup(func() { st.Close() })
-	m := reregister.New(reregister.Options{Store: st})
-	t.Cleanup(m.Close)
+	st, m := storeOnly(t)
 
 	if running, ended := m.Activity(ctx, "c"); running != "" || !ended.IsZero() {
 		t.Fatalf("nothing happened yet: running %q, ended %v", running, ended)
@@ -104,13 +112,9 @@ func TestActivitySeesOtherReplicas(t *testing.T) {
 // and its upload); the caller is told to ask again.
 func TestNothingStartsWhileDraining(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "", t.TempDir())
-	must(t, err)
-	t.Cleanup(func() { st.Close() })
-	m := reregister.New(reregister.Options{Store: st})
-	t.Cleanup(m.Close)
+	st, m := storeOnly(t)
 	m.Drain(ctx)
-	_, err = m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "certsync", Automatic: true})
+	_, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "certsync", Automatic: true})
 	if fe, ok := fault.As(err); !ok || fe.Kind != fault.Unavailable || fe.Reason != "SHUTTING_DOWN" {
 		t.Fatalf("Start while draining: %v", err)
 	}
@@ -124,11 +128,7 @@ func TestNothingStartsWhileDraining(t *testing.T) {
 // for SF's mapping (its own steps say what SF shows now).
 func TestLateUploadOnlyWhileNothingCameAfter(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "", t.TempDir())
-	must(t, err)
-	t.Cleanup(func() { st.Close() })
-	m := reregister.New(reregister.Options{Store: st})
-	t.Cleanup(m.Close)
+	st, m := storeOnly(t)
 	ca, err := pki.NewCA("IPS", time.Now().Add(-time.Hour), 48*time.Hour)
 	must(t, err)
 	leaf, err := ca.Issue(pki.LeafOptions{Subject: pkix.Name{CommonName: "ips-outbound"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)})

@@ -178,6 +178,27 @@ func uploadAsPerson(t *testing.T, e *env, op *store.Operation) {
 	must(t, err)
 }
 
+// personDoesBothSteps starts a re-registration of demo-desync and plays the
+// person: delete in SF, confirm, upload the certificate, confirm.
+func personDoesBothSteps(t *testing.T, e *env, m *reregister.Manager) *store.Operation {
+	t.Helper()
+	ctx := context.Background()
+	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
+	must(t, err)
+	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
+	})
+	deleteAsPerson(t, e)
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
+	must(t, err)
+	uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
+		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
+	}))
+	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
+	must(t, err)
+	return op
+}
+
 func deleteAsPerson(t *testing.T, e *env) {
 	t.Helper()
 	ms, err := e.hands.List(context.Background())
@@ -298,19 +319,7 @@ func TestManualVerifyJobWithoutStatusEndpoint(t *testing.T) {
 	e.opts.JobTimeout = time.Second
 	m := reregister.New(e.opts)
 	t.Cleanup(m.Close)
-	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
-	must(t, err)
-	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
-	})
-	deleteAsPerson(t, e)
-	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
-	must(t, err)
-	uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
-	}))
-	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
-	must(t, err)
+	op := personDoesBothSteps(t, e, m)
 	final, err := m.Wait(ctx, op.ID, 20*time.Second)
 	must(t, err)
 	msg := stepMessage(final, store.StepVerifyJob)
@@ -340,19 +349,7 @@ func TestManualVerifyJobStatusNotFoundAndNoLog(t *testing.T) {
 			e.opts.JobTimeout = 3 * time.Second // room for a loaded machine: the log must be read in time
 			m := reregister.New(e.opts)
 			t.Cleanup(m.Close)
-			op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
-			must(t, err)
-			waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-				return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
-			})
-			deleteAsPerson(t, e)
-			_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
-			must(t, err)
-			uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-				return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
-			}))
-			_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
-			must(t, err)
+			op := personDoesBothSteps(t, e, m)
 			final, err := m.Wait(ctx, op.ID, 30*time.Second)
 			must(t, err)
 			msg := stepMessage(final, store.StepVerifyJob)
@@ -373,19 +370,7 @@ func TestManualShutdownDuringJobStatus(t *testing.T) {
 	ctx := context.Background()
 	e := setupProxied(t, statusHang, 0)
 	m := reregister.New(e.opts)
-	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
-	must(t, err)
-	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
-	})
-	deleteAsPerson(t, e)
-	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
-	must(t, err)
-	uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
-	}))
-	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
-	must(t, err)
+	op := personDoesBothSteps(t, e, m)
 	select {
 	case <-e.hangs:
 	case <-time.After(30 * time.Second):
@@ -407,19 +392,7 @@ func TestManualStopWhileStartingTheJob(t *testing.T) {
 	ctx := context.Background()
 	e := setupProxied(t, statusHangStart, 0)
 	m := reregister.New(e.opts)
-	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
-	must(t, err)
-	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
-	})
-	deleteAsPerson(t, e)
-	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
-	must(t, err)
-	uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
-	}))
-	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
-	must(t, err)
+	op := personDoesBothSteps(t, e, m)
 	select {
 	case <-e.hangs:
 	case <-time.After(30 * time.Second):
@@ -561,19 +534,7 @@ func TestManualOnAwait(t *testing.T) {
 	}
 	m := reregister.New(e.opts)
 	t.Cleanup(m.Close)
-	op, err := m.Start(ctx, reregister.Request{Connection: "demo-desync", RequestedBy: "alice"})
-	must(t, err)
-	waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-		return stepState(o, store.StepDeleteMapping) == store.StepAwaitingConfirmation
-	})
-	deleteAsPerson(t, e)
-	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepDeleteMapping, By: "bob"})
-	must(t, err)
-	uploadAsPerson(t, e, waitFor(t, e.st, op.ID, func(o *store.Operation) bool {
-		return stepState(o, store.StepUploadCertificate) == store.StepAwaitingConfirmation
-	}))
-	_, err = m.Confirm(ctx, reregister.ConfirmRequest{ID: op.ID, Step: store.StepUploadCertificate, By: "bob"})
-	must(t, err)
+	op := personDoesBothSteps(t, e, m)
 	if _, err := m.Wait(ctx, op.ID, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
