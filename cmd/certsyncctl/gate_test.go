@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	certsyncv1 "github.com/certsync/certsync/gen/certsync/v1"
@@ -39,15 +37,7 @@ func (f *fakeGate) last() *certsyncv1.CheckGateRequest {
 // and each decision has its exit status.
 func TestGateMaxAgeAndExitCodes(t *testing.T) {
 	f := &fakeGate{decision: certsyncv1.GateDecision_GATE_DECISION_ALLOW}
-	g := grpc.NewServer()
-	certsyncv1.RegisterCertSyncServiceServer(g, f)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	addr := lis.Addr().String()
+	addr := serveFake(t, f)
 
 	tests := []struct {
 		args []string

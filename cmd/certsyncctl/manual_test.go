@@ -116,15 +116,22 @@ func startFakeManual(t *testing.T, ops ...*certsyncv1.Operation) (*fakeManual, s
 	for _, op := range ops {
 		f.ops[op.GetName()] = op
 	}
+	return f, serveFake(t, f)
+}
+
+// serveFake serves a fake CertSyncService on a loopback port until the test
+// ends and returns its address.
+func serveFake(t *testing.T, srv certsyncv1.CertSyncServiceServer) string {
+	t.Helper()
 	g := grpc.NewServer()
-	certsyncv1.RegisterCertSyncServiceServer(g, f)
+	certsyncv1.RegisterCertSyncServiceServer(g, srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(g.Stop)
-	return f, lis.Addr().String()
+	return lis.Addr().String()
 }
 
 // testCertPEM makes a self-signed client certificate at test time.

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -102,15 +100,7 @@ func TestWaitExitStatus(t *testing.T) {
 		"person":   {fakeOp("person", running), fakeOp("person", running, awaiting), fakeOp("person", ok)},
 		"approval": {fakeOp("approval", pending), fakeOp("approval", ok)},
 	}}
-	g := grpc.NewServer()
-	certsyncv1.RegisterCertSyncServiceServer(g, f)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	addr := lis.Addr().String()
+	addr := serveFake(t, f)
 
 	for _, tc := range []struct {
 		args      []string

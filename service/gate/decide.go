@@ -467,7 +467,7 @@ func (d *decider) probe() {
 	// certificate (not given IPS's renewed one yet) speaks for that
 	// certificate only: judged like a separate identity, it never
 	// denies IPS's jobs, nor proves IPS's mapping.
-	notActive := !separate && ev.ProbeCert != nil && ev.Source != nil && ev.ProbeCert.SHA256 != ev.Source.SHA256
+	notActive := !separate && ev.probeCertNotActive()
 	separate = separate || notActive
 
 	probeCertBad := false

@@ -85,7 +85,14 @@ type Reregistration struct {
 // certificate: only then does SF's answer to it speak for IPS's mapping.
 func (ev *Evidence) ProbePresentsSource() bool {
 	return ev.Probe != nil && ev.Config.Probe.Identity != "separate" &&
-		ev.ProbeCert != nil && ev.Source != nil && ev.ProbeCert.SHA256 == ev.Source.SHA256
+		ev.ProbeCert != nil && ev.Source != nil && !ev.probeCertNotActive()
+}
+
+// probeCertNotActive reports a probe certificate known to differ from IPS's
+// known active one (not given the renewed certificate yet, or a separate
+// identity's own).
+func (ev *Evidence) probeCertNotActive() bool {
+	return ev.ProbeCert != nil && ev.Source != nil && ev.ProbeCert.SHA256 != ev.Source.SHA256
 }
 
 // Complete reports whether the gathering reached everything it asked. An
@@ -148,9 +155,7 @@ func (g *Gate) collect(ctx context.Context, c *inventory.Connection, start time.
 	// The READ job speaks for IPS's own mapping whenever the probe does not
 	// present IPS's active certificate: a separate identity, or IPS's key
 	// pair not given the renewed certificate yet.
-	probeNotIPS := c.Config.Probe.Identity == "separate" ||
-		(ev.ProbeCert != nil && ev.Source != nil && ev.ProbeCert.SHA256 != ev.Source.SHA256)
-	if probeNotIPS && g.o.Jobs != nil {
+	if (c.Config.Probe.Identity == "separate" || ev.probeCertNotActive()) && g.o.Jobs != nil {
 		var client ipsjobs.Client
 		if c.IPS != nil {
 			client = c.IPS

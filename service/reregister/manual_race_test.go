@@ -178,6 +178,16 @@ func uploadAsPerson(t *testing.T, e *env, op *store.Operation) {
 	must(t, err)
 }
 
+// waitHeld waits until the proxy holds a request (what names it).
+func (e *env) waitHeld(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-e.hangs:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("IPS was never asked for %s", what)
+	}
+}
+
 // personDoesBothSteps starts a re-registration of demo-desync and plays the
 // person: delete in SF, confirm, upload the certificate, confirm.
 func personDoesBothSteps(t *testing.T, e *env, m *reregister.Manager) *store.Operation {
@@ -371,11 +381,7 @@ func TestManualShutdownDuringJobStatus(t *testing.T) {
 	e := setupProxied(t, statusHang, 0)
 	m := reregister.New(e.opts)
 	op := personDoesBothSteps(t, e, m)
-	select {
-	case <-e.hangs:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the READ job's status was never asked")
-	}
+	e.waitHeld(t, "the READ job's status")
 	m.Close()
 	got, err := e.st.GetOperation(ctx, op.ID)
 	must(t, err)
@@ -393,11 +399,7 @@ func TestManualStopWhileStartingTheJob(t *testing.T) {
 	e := setupProxied(t, statusHangStart, 0)
 	m := reregister.New(e.opts)
 	op := personDoesBothSteps(t, e, m)
-	select {
-	case <-e.hangs:
-	case <-time.After(30 * time.Second):
-		t.Fatal("IPS was never asked to start the READ job")
-	}
+	e.waitHeld(t, "the READ job's start")
 	m.Close()
 
 	next := reregister.New(e.opts)
